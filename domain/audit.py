@@ -1,0 +1,33 @@
+"""An audit entry: one per tool call, resource read or prompt. It never holds raw identifiers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Withholding:
+    field: str
+    category: str
+    reason: str  # caller_not_permitted | purpose_not_compatible | anonymized | consent_missing | unclassified
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    at: datetime
+    caller: str
+    action: str  # "tool:get_profile", "resource:profile://{user_id}", "prompt:personalize"
+    subject: str | None  # pseudonym of the data subject, never the raw id
+    purpose: str | None
+    released: tuple[str, ...]
+    withheld: tuple[Withholding, ...]
+    outcome: str  # "ok" or "error:<code>"
+
+
+@dataclass(frozen=True, slots=True)
+class ChainedEntry:
+    seq: int
+    entry: AuditEntry
+    prev_hash: str
+    hash: str

@@ -1,0 +1,56 @@
+"""Data categories (in the spirit of the fideslang taxonomy).
+
+Categories are dotted paths. A grant of ``user.location`` covers ``user.location.country`` and every other
+category below it, so callers and purposes list the broadest category they may use.
+"""
+
+from __future__ import annotations
+
+# Top-level personal-data categories.
+CONTACT = "user.contact"
+NAME = "user.name"
+DEMOGRAPHIC = "user.demographic"
+LOCATION = "user.location"
+PREFERENCE = "user.preference"
+BEHAVIOR = "user.behavior"
+PSYCHOGRAPHIC = "user.psychographic"
+EMOTIONAL = "user.emotional"  # sensitive: only the wellbeing purpose with explicit consent
+INFERRED = "user.inferred"
+SEGMENT = "user.segment"
+CONSENT = "user.consent"  # the subject's own consent state, needed to respect it
+
+TOP_LEVEL = (CONTACT, NAME, DEMOGRAPHIC, LOCATION, PREFERENCE, BEHAVIOR, PSYCHOGRAPHIC, EMOTIONAL, INFERRED,
+             SEGMENT, CONSENT)
+
+# Not personal data: ids the caller sent, counts, names of fields, the gate's own report.
+OPERATIONAL = "system.operational"
+# Published reference data (the field catalog, the purposes policy).
+PUBLIC = "system.public"
+
+NON_PERSONAL = (OPERATIONAL, PUBLIC)
+
+# Categories whose values identify a person directly; withheld under anonymization unless allowed.
+DIRECT_IDENTIFIERS = (NAME, CONTACT)
+SENSITIVE = (EMOTIONAL,)
+
+
+def covers(grant: str, category: str) -> bool:
+    """True when ``grant`` is ``category`` or one of its ancestors (``"*"`` covers everything personal)."""
+    if grant == "*":
+        return category.startswith("user.")
+    return category == grant or category.startswith(grant + ".")
+
+
+def covered_by_any(grants: tuple[str, ...] | frozenset[str], category: str) -> bool:
+    return any(covers(grant, category) for grant in grants)
+
+
+def is_known(category: str) -> bool:
+    """A category is known when it is a top-level category or lies below one."""
+    if category == "*" or category in NON_PERSONAL:
+        return True
+    return any(covers(top, category) for top in TOP_LEVEL)
+
+
+def is_direct_identifier(category: str) -> bool:
+    return covered_by_any(DIRECT_IDENTIFIERS, category)

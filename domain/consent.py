@@ -1,0 +1,82 @@
+"""The consent ledger's rules. No record means no consent; an expired grant is no consent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from .purposes import PURPOSES
+
+ConsentState = Literal["granted", "denied", "withdrawn"]
+
+# Sources that carry an opt-out of sale or sharing (CCPA) or a Global Privacy Control signal. Such a record is
+# sticky: it denies the purposes it covers until the same source records a grant again.
+SALE_OPT_OUT_SOURCES = ("do_not_sell_or_share", "global_privacy_control")
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentRecord:
+    user_id: str
+    purpose: str
+    state: ConsentState
+    source: str
+    recorded_at: datetime
+    evidence: str | None = None
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentDecision:
+    purpose: str
+    allowed: bool
+    reason: str  # granted | contract | no_record | denied | withdrawn | expired | sale_opt_out
+    record: ConsentRecord | None = None
+
+    def explain(self, user_id: str) -> str:
+        match self.reason:
+            case "contract":
+                return f"Purpose {self.purpose!r} rests on the contract and needs no consent."
+            case "granted":
+                return f"User {user_id!r} granted {self.purpose!r}."
+            case "no_record":
+                return f"User {user_id!r} has no consent record for {self.purpose!r}, which means no consent."
+            case "expired":
+                return f"User {user_id!r}'s consent to {self.purpose!r} has expired."
+            case "sale_opt_out":
+                return f"User {user_id!r} opted out of sale or sharing, which denies {self.purpose!r}."
+            case _:
+                return f"User {user_id!r} has {self.reason} consent to {self.purpose!r}."
+
+
+def decide(purpose: str, current: dict[str, ConsentRecord], opt_outs: tuple[ConsentRecord, ...],
+           now: datetime) -> ConsentDecision:
+    """Whether the subject consents to ``purpose`` now.
+
+    ``current`` holds the latest ordinary record per purpose; ``opt_outs`` the standing sale opt-out signals.
+    """
+    spec = PURPOSES[purpose]
+    if not spec.needs_consent:
+        return ConsentDecision(purpose, True, "contract")
+    if spec.opted_out_by_sale_signals and opt_outs:
+        return ConsentDecision(purpose, False, "sale_opt_out", opt_outs[0])
+    record = current.get(purpose)
+    if record is None:
+        return ConsentDecision(purpose, False, "no_record")
+    if record.state != "granted":
+        return ConsentDecision(purpose, False, record.state, record)
+    if record.expires_at is not None and record.expires_at <= now:
+        return ConsentDecision(purpose, False, "expired", record)
+    return ConsentDecision(purpose, True, "granted", record)
+
+
+@dataclass(frozen=True, slots=True)
+class SubjectConsents:
+    """Everything needed to decide any purpose for one subject."""
+
+    user_id: str
+    current: dict[str, ConsentRecord]
+    opt_outs: tuple[ConsentRecord, ...]
+
+    def decide(self, purpose: str, now: datetime) -> ConsentDecision:
+        return decide(purpose, self.current, self.opt_outs, now)

@@ -1,0 +1,1 @@
+"""A deterministic generator of a realistic demo catalog and population."""

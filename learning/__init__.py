@@ -1,0 +1,1 @@
+"""Preference learning, vectors, similarity, recommendation, clustering and prediction (pure, numpy)."""

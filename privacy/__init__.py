@@ -1,0 +1,1 @@
+"""The consent gate, purposes policy, minimization, pseudonymization and the audit log."""

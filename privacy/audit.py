@@ -1,0 +1,79 @@
+"""The hash-chained audit log: every call appends one entry; ``verify`` finds any change, removal or reorder."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from dataclasses import dataclass
+
+from ..domain.audit import AuditEntry, ChainedEntry
+from ..domain.ports import AuditStore
+
+GENESIS = "0" * 64
+
+
+def canonical(seq: int, entry: AuditEntry) -> bytes:
+    """The bytes an entry's hash covers: every field, in a fixed order, as compact JSON."""
+    return json.dumps({
+        "seq": seq, "at": entry.at.isoformat(), "caller": entry.caller, "action": entry.action,
+        "subject": entry.subject, "purpose": entry.purpose, "released": list(entry.released),
+        "withheld": [[w.field, w.category, w.reason] for w in entry.withheld], "outcome": entry.outcome,
+    }, sort_keys=True, separators=(",", ":")).encode()
+
+
+def chain_hash(prev_hash: str, seq: int, entry: AuditEntry) -> str:
+    return hashlib.sha256(prev_hash.encode() + b"\n" + canonical(seq, entry)).hexdigest()
+
+
+class AuditLog:
+    """Appends entries in order. Several processes may share the log: a taken place means re-read and retry."""
+
+    def __init__(self, store: AuditStore) -> None:
+        self._store = store
+        self._lock = asyncio.Lock()
+        self._head: tuple[int, str] | None = None
+
+    async def append(self, entry: AuditEntry) -> ChainedEntry:
+        async with self._lock:
+            while True:
+                if self._head is None:
+                    last = await self._store.last()
+                    self._head = (0, GENESIS) if last is None else (last.seq, last.hash)
+                seq, prev = self._head[0] + 1, self._head[1]
+                chained = ChainedEntry(seq, entry, prev, chain_hash(prev, seq, entry))
+                if await self._store.append(chained):
+                    self._head = (seq, chained.hash)
+                    return chained
+                self._head = None  # another writer took the place
+
+
+@dataclass(frozen=True, slots=True)
+class Verification:
+    ok: bool
+    entries: int
+    head: tuple[int, str] | None
+    problems: tuple[str, ...]
+
+
+async def verify(store: AuditStore, recorded_head: tuple[int, str] | None) -> Verification:
+    """Walk the chain from the start. ``recorded_head`` is the head row stored with the newest append."""
+    problems: list[str] = []
+    expected_seq, prev = 1, GENESIS
+    count = 0
+    async for chained in store.entries():  # type: ignore[attr-defined]
+        count += 1
+        if chained.seq != expected_seq:
+            problems.append(f"entry {expected_seq} is missing (next found: {chained.seq})")
+        if chained.prev_hash != prev:
+            problems.append(f"entry {chained.seq} does not follow the entry before it")
+        if chained.hash != chain_hash(chained.prev_hash, chained.seq, chained.entry):
+            problems.append(f"entry {chained.seq} was changed after it was written")
+        expected_seq, prev = chained.seq + 1, chained.hash
+    head = (expected_seq - 1, prev) if count else None
+    if recorded_head is not None and head != recorded_head:
+        problems.append(
+            f"the log ends at entry {head[0] if head else 0} but entry {recorded_head[0]} was the last written")
+    if recorded_head is None and count:
+        problems.append("the head record is missing")
+    return Verification(not problems, count, head, tuple(problems))

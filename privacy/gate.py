@@ -1,0 +1,136 @@
+"""The consent gate: who may call what, for which purpose, about whom; and which fields may leave.
+
+``open`` runs before a handler (role, purpose, subject binding, consent) and raises an error the agent can act on.
+``release`` runs on the handler's result and withholds, field by field, what the caller may not see, the
+purpose may not use, anonymization hides, or the subject has not consented to.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from ..domain import categories as cat
+from ..domain.audit import Withholding
+from ..domain.callers import Caller
+from ..domain.consent import ConsentDecision
+from ..domain.errors import ConsentRequired, InvalidArgument, NotPermitted, UnknownUser
+from ..domain.ports import Clock, Store
+from ..domain.purposes import PURPOSES, Purpose
+from .disclosure import GatedResult, WithheldField, walk
+from .surface import Handler
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """What the gate established for one call; handlers receive it and act within it."""
+
+    caller: Caller
+    handler: Handler
+    purpose: Purpose
+    subject: str | None  # the one subject the call is about, if it is about one
+    consent: ConsentDecision | None
+    now: datetime
+    subjects: tuple[str, ...] = ()  # every subject it touches (a batch may touch many)
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    result: BaseModel
+    released: list[str]
+    withheld: list[Withholding]
+
+
+class Gate:
+    def __init__(self, store: Store, clock: Clock, anonymization: bool) -> None:
+        self.store = store
+        self.clock = clock
+        self.anonymization = anonymization
+
+    def purpose_for(self, caller: Caller, handler: Handler, arguments: Mapping[str, Any]) -> Purpose:
+        name = handler.purpose or arguments.get("purpose") or caller.default_purpose
+        purpose = PURPOSES.get(name) if isinstance(name, str) else None
+        if purpose is None:
+            raise InvalidArgument(f"Unknown purpose {name!r}.", f"Purposes: {', '.join(PURPOSES)} (policy://purposes).")
+        return purpose
+
+    async def open(self, caller: Caller, handler: Handler, arguments: Mapping[str, Any]) -> Access:
+        if handler.role not in caller.roles:
+            raise NotPermitted(
+                f"Caller {caller.name!r} lacks the {handler.role!r} role that {handler.name!r} needs.",
+                "Ask the operator to grant the role in the server's caller settings.")
+        purpose = self.purpose_for(caller, handler, arguments)
+        if purpose.name not in caller.purposes:
+            raise NotPermitted(
+                f"Caller {caller.name!r} may not act for purpose {purpose.name!r}.",
+                f"Its purposes: {', '.join(sorted(caller.purposes))}.")
+        if handler.purpose is None and not any(caller.may_see(c) for c in purpose.uses):
+            raise NotPermitted(
+                f"Caller {caller.name!r} may see none of the data categories purpose {purpose.name!r} uses.",
+                f"The purpose uses: {', '.join(purpose.uses)}.")
+        subjects = handler.subjects(dict(arguments))
+        subject = arguments.get("user_id") if isinstance(arguments.get("user_id"), str) else None
+        if caller.subject is not None and any(s != caller.subject for s in subjects):
+            raise NotPermitted(f"Caller {caller.name!r} is bound to one data subject and may not reach another.")
+        if subject is not None and not purpose.individual:
+            raise NotPermitted(
+                f"Purpose {purpose.name!r} is for aggregates only, never one identifiable person.",
+                "Use aggregate tools for analytics, or another purpose for this user.")
+        now = self.clock.now()
+        decision = None
+        if subject is not None and purpose.needs_consent:
+            async with self.store.read() as repo:
+                if not await repo.profile_exists(subject):
+                    raise UnknownUser(subject)
+                decision = (await repo.consents(subject)).decide(purpose.name, now)
+            if not decision.allowed:
+                raise ConsentRequired(
+                    decision.explain(subject) + " Nothing is released for this purpose without it.",
+                    f"Ask the user; if they agree, call record_consent(user_id, purpose={purpose.name!r}, "
+                    "granted=true, source=...). Purpose 'service' needs no consent.")
+        return Access(caller, handler, purpose, subject, decision, now, tuple(subjects))
+
+    def reason_withheld(self, access: Access, category: str) -> str | None:
+        if category == "unclassified":
+            return "unclassified"
+        if not access.caller.may_see(category):
+            return "caller_not_permitted"
+        if not access.purpose.may_use(category):
+            return "purpose_not_compatible"
+        if self.anonymization and cat.is_direct_identifier(category) and not (
+                access.caller.identifiers and access.purpose.needs_identifiers):
+            return "anonymized"
+        if access.purpose.needs_consent and access.subject is not None and not (
+                access.consent and access.consent.allowed):
+            return "consent_missing"
+        return None
+
+    def release(self, access: Access, result: BaseModel) -> Release:
+        if not isinstance(result, GatedResult):
+            raise TypeError(f"{access.handler.action} returned {type(result).__name__}, not a GatedResult")
+        model, released, withheld = walk(result, lambda c: self.reason_withheld(access, c))
+        report = [WithheldField(field=w.field, category=w.category, reason=w.reason,
+                                detail=self.detail(access, w)) for w in withheld]
+        model = model.model_copy(update={"withheld": report})
+        return Release(model, released, withheld)
+
+    def detail(self, access: Access, w: Withholding) -> str:
+        match w.reason:
+            case "caller_not_permitted":
+                return f"Caller {access.caller.name!r} is not configured to see {w.category}."
+            case "purpose_not_compatible":
+                fits = [p.name for p in PURPOSES.values()
+                        if p.individual and p.may_use(w.category) and p.name in access.caller.purposes]
+                hint = f" Purposes of yours that may: {', '.join(fits)}." if fits else ""
+                return f"Purpose {access.purpose.name!r} does not use {w.category}.{hint}"
+            case "anonymized":
+                return ("Direct identifiers are withheld under anonymization unless the caller may see them and "
+                        "the purpose needs them.")
+            case "consent_missing":
+                return f"The user has not consented to {access.purpose.name!r}."
+            case _:
+                return "The field carries no data category, so it never leaves."

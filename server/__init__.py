@@ -1,0 +1,1 @@
+"""The composition root: settings, bootstrap, auth, the MCP app and the command line."""

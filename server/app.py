@@ -1,0 +1,98 @@
+"""The MCP server: declared handlers registered through the gate, completions, and the health route."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.mcpserver import MCPServer
+from mcp.types import Completion, PromptReference, ResourceTemplateReference, ToolAnnotations
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from .. import __version__
+from ..domain.audit import AuditEntry
+from ..domain.errors import NotPermitted
+from ..domain.purposes import PURPOSE_NAMES
+from ..privacy.surface import HANDLERS
+from .auth import SCOPE, HashedTokenVerifier
+from .gating import CallerSource, GatedSurface
+from .runtime import Runtime
+
+INSTRUCTIONS = """\
+mnky-profiles is the user-profiling layer of the brand's agents. Read a user's profile, preferences and consent,
+and record what the user says and does. Every call names a purpose (see policy://purposes); results leave through
+a consent gate that withholds what you may not see, what the purpose may not use, or what the user has not agreed
+to, and lists each withheld field with the reason. When consent is missing, ask the user and record their answer
+with record_consent; never guess withheld data. Field meanings are in schema://profile."""
+
+MAX_COMPLETIONS = 20
+
+
+def _load_declarations() -> None:
+    # Importing the packages declares their handlers (tools, resources, prompts) on the surface.
+    from .. import resources, tools  # noqa: F401
+
+
+def build_server(runtime: Runtime, *, caller_from: CallerSource = "local", base_url: str | None = None
+                 ) -> MCPServer[Any]:
+    """The MCP server over an already bootstrapped runtime.
+
+    ``caller_from="token"`` takes the caller from bearer tokens (streamable HTTP); ``"local"`` from settings.
+    """
+    _load_declarations()
+    surface = GatedSurface(runtime, caller_from)
+    auth: dict[str, Any] = {}
+    if caller_from == "token":
+        base = base_url or "http://127.0.0.1:8765"
+        auth = {"token_verifier": HashedTokenVerifier(runtime.settings),
+                "auth": AuthSettings(issuer_url=base, resource_server_url=f"{base}/mcp", required_scopes=[SCOPE])}
+    server: MCPServer[Any] = MCPServer(
+        "mnky-profiles", title="mnky-profiles", version=__version__, instructions=INSTRUCTIONS,
+        middleware=[surface.middleware], **auth,
+    )
+    for handler in HANDLERS:
+        fn = surface.wrap(handler)
+        if handler.kind == "tool":
+            server.add_tool(fn, name=handler.name, title=handler.title, description=handler.description,
+                            structured_output=True, annotations=ToolAnnotations(
+                                title=handler.title, read_only_hint=handler.read_only,
+                                destructive_hint=handler.destructive, idempotent_hint=handler.idempotent,
+                                open_world_hint=False))
+        elif handler.kind == "resource":
+            server.resource(handler.name, name=handler.fn.__name__, title=handler.title,
+                            description=handler.description, mime_type="application/json")(fn)
+        else:
+            server.prompt(name=handler.name, title=handler.title, description=handler.description)(fn)
+
+    @server.completion()
+    async def complete(ref: Any, argument: Any, context: Any) -> Completion | None:
+        if not isinstance(ref, PromptReference | ResourceTemplateReference):
+            return None
+        try:
+            caller = surface.caller()
+        except NotPermitted:
+            return Completion(values=[])
+        prefix = argument.value or ""
+        if argument.name == "purpose":
+            values = [p for p in PURPOSE_NAMES if p in caller.purposes and p.startswith(prefix)]
+            return Completion(values=values, total=len(values), has_more=False)
+        if argument.name == "user_id":
+            if "reader" not in caller.roles:
+                return Completion(values=[])
+            if caller.subject is not None:
+                values = [caller.subject] if caller.subject.startswith(prefix) else []
+            else:
+                async with runtime.store.read() as repo:
+                    values = await repo.user_ids(prefix, MAX_COMPLETIONS + 1)
+            await runtime.audit.append(AuditEntry(
+                at=runtime.clock.now(), caller=caller.name, action="completion:user_id", subject=None,
+                purpose=None, released=("user_id[]",) if values else (), withheld=(), outcome="ok"))
+            return Completion(values=values[:MAX_COMPLETIONS], has_more=len(values) > MAX_COMPLETIONS)
+        return None
+
+    @server.custom_route("/health", methods=["GET"])
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok", "version": __version__, "storage": runtime.store.dialect})
+
+    return server

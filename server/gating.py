@@ -1,0 +1,195 @@
+"""The consent gate on the MCP surface: one wrapper per declared handler, one middleware for every call.
+
+Every declared tool, resource and prompt is registered only through ``GatedSurface.wrap``: it resolves the caller,
+opens the gate, runs the handler, releases the result field by field and appends the audit entry. The middleware
+is the last line: a tool call, resource read or prompt that did not pass through a wrapper (a handler registered
+around the gate, or a call rejected before it) is audited, and a result it would have returned is refused.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.shared.exceptions import MCPError
+from mcp.types import INTERNAL_ERROR, INVALID_PARAMS, CallToolResult, TextContent
+
+from ..domain.audit import AuditEntry, Withholding
+from ..domain.callers import Caller
+from ..domain.errors import DomainError, NotPermitted
+from ..privacy.gate import Access
+from ..privacy.surface import Handler
+from ..store.sql.database import StorageError
+from ..usecases.app import Scope
+from .runtime import Runtime
+
+log = logging.getLogger("mnky_profiles.gate")
+
+GATED_METHODS = {"tools/call": "tool", "resources/read": "resource", "prompts/get": "prompt"}
+CallerSource = Literal["local", "token"]
+
+
+@dataclass
+class _Call:
+    method: str
+    audited: bool = False
+
+
+_current: ContextVar[_Call | None] = ContextVar("mnky_call", default=None)
+
+
+class GatedSurface:
+    def __init__(self, runtime: Runtime, caller_from: CallerSource) -> None:
+        self.runtime = runtime
+        self.caller_from = caller_from
+
+    # -- who is calling --------------------------------------------------------------------------------------
+    def caller(self) -> Caller:
+        """The caller comes from the bearer token over HTTP, from settings otherwise; never from arguments."""
+        if self.caller_from == "token":
+            token = get_access_token()
+            caller = self.runtime.callers.get(token.client_id) if token is not None else None
+            if caller is None:
+                raise NotPermitted("The request carries no valid bearer token.")
+            return caller
+        name = self.runtime.settings.local_caller
+        if name is None:
+            raise NotPermitted("No local caller is configured for this transport.",
+                               "Set local_caller in the settings, or use HTTP with a bearer token.")
+        return self.runtime.callers[name]
+
+    # -- audit -----------------------------------------------------------------------------------------------
+    async def audit(self, caller: str, action: str, arguments: dict[str, Any], access: Access | None,
+                    outcome: str, released: list[str] | None = None,
+                    withheld: list[Withholding] | None = None) -> None:
+        call = _current.get()
+        if call is not None:
+            call.audited = True
+        user_id = access.subject if access is not None else arguments.get("user_id")
+        subject = self.runtime.pseudonyms.subject(user_id) if isinstance(user_id, str) else None
+        entry = AuditEntry(
+            at=self.runtime.clock.now(), caller=caller, action=action, subject=subject,
+            purpose=access.purpose.name if access is not None else _purpose_arg(arguments),
+            released=tuple(released or ()), withheld=tuple(withheld or ()), outcome=outcome,
+        )
+        await self.runtime.audit.append(entry)
+
+    # -- the wrapper -----------------------------------------------------------------------------------------
+    def wrap(self, handler: Handler) -> Callable[..., Any]:
+        runtime = self.runtime
+
+        async def gated(**arguments: Any) -> Any:
+            caller_name = "unknown"
+            access: Access | None = None
+            try:
+                caller = self.caller()
+                caller_name = caller.name
+                access = await runtime.gate.open(caller, handler, arguments)
+                result = await handler.fn(Scope(runtime.usecases, access), **arguments)
+                release = runtime.gate.release(access, result)
+            except DomainError as exc:
+                await self.audit(caller_name, handler.action, arguments, access, f"error:{exc.code}")
+                raise _error(handler, str(exc)) from None
+            except StorageError as exc:
+                log.error("storage failure in %s: %s", handler.action, exc)
+                await _audit_quietly(self, caller_name, handler.action, arguments, access, "error:storage")
+                raise _error(handler, "The profile store is unavailable right now; retry shortly.",
+                             INTERNAL_ERROR) from None
+            except Exception:
+                await _audit_quietly(self, caller_name, handler.action, arguments, access, "error:internal")
+                raise
+            await self.audit(caller_name, handler.action, arguments, access, "ok", release.released, release.withheld)
+            out = release.result
+            if handler.kind == "resource":
+                return out.model_dump_json(exclude_none=True)
+            if handler.kind == "prompt":
+                assert handler.render is not None
+                return handler.render(out)
+            return out
+
+        public = inspect.signature(handler.fn, eval_str=True)
+        params = list(public.parameters.values())[1:]  # drop ``scope``: the gate supplies it
+        returns = public.return_annotation if handler.kind == "tool" else str
+        gated.__signature__ = public.replace(parameters=params, return_annotation=returns)  # type: ignore[attr-defined]
+        gated.__name__ = handler.fn.__name__
+        gated.__qualname__ = handler.fn.__qualname__
+        gated.__module__ = handler.fn.__module__
+        gated.__doc__ = handler.description
+        gated.__annotations__ = {p.name: p.annotation for p in params} | {"return": returns}
+        gated.__mnky_gated__ = handler  # type: ignore[attr-defined]
+        return gated
+
+    # -- the last line ---------------------------------------------------------------------------------------
+    async def middleware(self, ctx: Any, call_next: Callable[[Any], Any]) -> Any:
+        kind = GATED_METHODS.get(ctx.method)
+        if kind is None:
+            return await call_next(ctx)
+        call = _Call(ctx.method)
+        token = _current.set(call)
+        try:
+            result = await call_next(ctx)
+        except Exception:
+            if not call.audited:
+                await self._audit_rejected(ctx, kind, "error:rejected")
+            raise
+        finally:
+            _current.reset(token)
+        if call.audited:
+            return result
+        if _is_error(result):
+            await self._audit_rejected(ctx, kind, "error:rejected")
+            return result
+        # A success that no gated handler produced: refuse it rather than let it leave.
+        log.error("refused an ungated result for %s %s", ctx.method, _target(ctx))
+        await self._audit_rejected(ctx, kind, "error:ungated")
+        message = "This result did not pass the consent gate and was not released."
+        if kind == "tool":
+            return CallToolResult(content=[TextContent(type="text", text=message)], is_error=True)
+        raise MCPError(INTERNAL_ERROR, message)
+
+    async def _audit_rejected(self, ctx: Any, kind: str, outcome: str) -> None:
+        params = ctx.params or {}
+        arguments = params.get("arguments") or {}
+        try:
+            caller = self.caller().name
+        except NotPermitted:
+            caller = "unknown"
+        await _audit_quietly(self, caller, f"{kind}:{_target(ctx)}", arguments if isinstance(arguments, dict)
+                             else {}, None, outcome)
+
+
+def _purpose_arg(arguments: dict[str, Any]) -> str | None:
+    purpose = arguments.get("purpose")
+    return purpose[:32] if isinstance(purpose, str) else None
+
+
+def _target(ctx: Any) -> str:
+    params = ctx.params or {}
+    target = params.get("name") or params.get("uri") or "?"
+    return str(target)[:200]
+
+
+def _is_error(result: Any) -> bool:
+    if isinstance(result, dict):
+        return bool(result.get("isError") or result.get("is_error"))
+    return bool(getattr(result, "is_error", False))
+
+
+def _error(handler: Handler, message: str, code: int = INVALID_PARAMS) -> Exception:
+    if handler.kind == "tool":
+        return ToolError(message)
+    return MCPError(code, message)
+
+
+async def _audit_quietly(surface: GatedSurface, caller: str, action: str, arguments: dict[str, Any],
+                         access: Access | None, outcome: str) -> None:
+    try:
+        await surface.audit(caller, action, arguments, access, outcome)
+    except Exception:  # the original failure matters more than a failed audit of it
+        log.exception("could not audit %s", action)

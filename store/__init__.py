@@ -1,0 +1,1 @@
+"""Adapters: SQL storage (SQLite by default, PostgreSQL), vector indexes, embedders and migrations."""

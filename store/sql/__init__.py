@@ -1,0 +1,1 @@
+"""One SQL code path for SQLite and PostgreSQL: SQLAlchemy Core statements, two executors."""

@@ -1,0 +1,205 @@
+"""Two executors for the same SQLAlchemy Core statements.
+
+SQLite runs in-process through the synchronous driver on the event loop's thread: a statement costs
+microseconds, far less than handing it to a worker thread (measured: aiosqlite read p50 ~400 us against ~25 us
+here). An asyncio lock keeps one transaction at a time on the shared connection. PostgreSQL runs through asyncpg.
+Repositories see one interface, ``await conn.execute(statement, params)``, and buffered results.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, CursorResult
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from ...domain.errors import Conflict
+
+T = TypeVar("T")
+
+
+class StorageError(Exception):
+    """The database could not be reached or refused the statement for a reason other than a conflict."""
+
+
+class Conn(Protocol):
+    dialect: str
+
+    async def execute(self, statement: Any, params: Any = None) -> CursorResult[Any]: ...
+
+
+def _translate(exc: Exception) -> Exception:
+    if isinstance(exc, IntegrityError):
+        return Conflict("The write conflicts with existing data.")
+    return StorageError(f"{type(exc.__cause__ or exc).__name__}: {str(exc.__cause__ or exc).splitlines()[0]}")
+
+
+class Database(ABC):
+    dialect: str
+
+    @abstractmethod
+    def read(self) -> Any:
+        """An async context manager yielding a connection for reads."""
+
+    @abstractmethod
+    def write(self) -> Any:
+        """An async context manager yielding a connection in a transaction: commit on exit, rollback on error."""
+
+    @abstractmethod
+    async def run_sync(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn`` with a synchronous connection in a transaction (migrations, bulk loads)."""
+
+    @abstractmethod
+    async def close(self) -> None: ...
+
+
+class _SyncConn:
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self.dialect = "sqlite"
+
+    async def execute(self, statement: Any, params: Any = None) -> CursorResult[Any]:
+        try:
+            return self._conn.execute(statement, params)
+        except DBAPIError as exc:
+            raise _translate(exc) from exc
+
+
+class SQLiteDatabase(Database):
+    dialect = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self.engine = sa.create_engine(
+            f"sqlite:///{path}", poolclass=sa.pool.StaticPool, connect_args={"check_same_thread": False}
+        )
+
+        @sa.event.listens_for(self.engine, "connect")
+        def _configure(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself, below
+            for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=10000"):
+                dbapi_conn.execute(f"PRAGMA {pragma}")
+
+        @sa.event.listens_for(self.engine, "begin")
+        def _begin(conn: Connection) -> None:
+            # Writers take the write lock up front so two processes never deadlock upgrading a read lock.
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("immediate") else "BEGIN")
+
+        self._conn = self.engine.connect()
+        self._lock = asyncio.Lock()
+
+    @asynccontextmanager
+    async def _transaction(self, immediate: bool) -> AsyncIterator[Conn]:
+        async with self._lock:
+            self._conn.info["immediate"] = immediate
+            try:
+                tx = self._conn.begin()
+            except OperationalError as exc:
+                raise _translate(exc) from exc
+            try:
+                yield _SyncConn(self._conn)
+            except BaseException:
+                tx.rollback()
+                raise
+            try:
+                tx.commit()
+            except DBAPIError as exc:
+                raise _translate(exc) from exc
+
+    def read(self) -> Any:
+        return self._transaction(immediate=False)
+
+    def write(self) -> Any:
+        return self._transaction(immediate=True)
+
+    async def run_sync(self, fn: Callable[[Connection], T]) -> T:
+        async with self._lock:
+            self._conn.info["immediate"] = True
+            with self._conn.begin():
+                return fn(self._conn)
+
+    async def close(self) -> None:
+        self._conn.close()
+        self.engine.dispose()
+
+
+class _AsyncConn:
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self.dialect = "postgresql"
+
+    async def execute(self, statement: Any, params: Any = None) -> CursorResult[Any]:
+        try:
+            result: CursorResult[Any] = await self._conn.execute(statement, params)
+            return result
+        except DBAPIError as exc:
+            raise _translate(exc) from exc
+
+
+class PostgresDatabase(Database):
+    dialect = "postgresql"
+
+    def __init__(self, url: str, pool_size: int = 10) -> None:
+        try:
+            from sqlalchemy.ext.asyncio import create_async_engine
+
+            import asyncpg  # noqa: F401
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise RuntimeError(
+                "PostgreSQL storage needs the 'postgresql' extra: pip install 'mnky-profiles[postgresql]'"
+            ) from exc
+        if url.startswith("postgresql://") or url.startswith("postgres://"):
+            url = "postgresql+asyncpg://" + url.split("://", 1)[1]
+        self.engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False)
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[Conn]:
+        try:
+            conn_cm = self.engine.connect()
+            conn = await conn_cm.__aenter__()
+        except (DBAPIError, OSError) as exc:
+            raise StorageError(f"cannot reach PostgreSQL: {exc}") from exc
+        try:
+            # Read committed gives each statement its own snapshot anyway; autocommit saves BEGIN and ROLLBACK.
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            yield _AsyncConn(conn)
+        finally:
+            await conn_cm.__aexit__(None, None, None)
+
+    @asynccontextmanager
+    async def _write(self) -> AsyncIterator[Conn]:
+        try:
+            cm = self.engine.begin()
+            conn = await cm.__aenter__()
+        except (DBAPIError, OSError) as exc:
+            raise StorageError(f"cannot reach PostgreSQL: {exc}") from exc
+        try:
+            yield _AsyncConn(conn)
+        except BaseException as exc:
+            await cm.__aexit__(type(exc), exc, exc.__traceback__)
+            raise
+        try:
+            await cm.__aexit__(None, None, None)
+        except DBAPIError as exc:
+            raise _translate(exc) from exc
+
+    def read(self) -> Any:
+        return self._read()
+
+    def write(self) -> Any:
+        return self._write()
+
+    async def run_sync(self, fn: Callable[[Connection], T]) -> T:
+        async with self.engine.begin() as conn:
+            result: T = await conn.run_sync(fn)
+            return result
+
+    async def close(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,127 @@
+"""The SQL store: repositories per transaction, the audit log and server keys, on SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from ...domain.audit import AuditEntry, ChainedEntry, Withholding
+from ...domain.errors import Conflict
+from .. import migrations
+from . import schema as t
+from .database import Database, PostgresDatabase, SQLiteDatabase
+from .repositories import SQLRepositories, upsert
+
+_LAST = sa.select(t.audit_log).order_by(t.audit_log.c.seq.desc()).limit(1)
+_AUDIT_INSERT = t.audit_log.insert()
+
+
+def _row_to_entry(r: Any) -> ChainedEntry:
+    entry = AuditEntry(
+        at=r.at, caller=r.caller, action=r.action, subject=r.subject, purpose=r.purpose,
+        released=tuple(r.released), withheld=tuple(Withholding(**w) for w in r.withheld), outcome=r.outcome,
+    )
+    return ChainedEntry(seq=r.seq, entry=entry, prev_hash=r.prev_hash, hash=r.hash)
+
+
+class SQLStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @classmethod
+    def sqlite(cls, path: Path) -> SQLStore:
+        return cls(SQLiteDatabase(path))
+
+    @classmethod
+    def postgresql(cls, url: str) -> SQLStore:
+        return cls(PostgresDatabase(url))
+
+    @property
+    def dialect(self) -> str:
+        return self.db.dialect
+
+    async def migrate(self) -> None:
+        await self.db.run_sync(migrations.upgrade)
+
+    async def schema_revision(self) -> str | None:
+        return await self.db.run_sync(migrations.current)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[SQLRepositories]:
+        async with self.db.read() as conn:
+            yield SQLRepositories(conn)
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[SQLRepositories]:
+        async with self.db.write() as conn:
+            yield SQLRepositories(conn)
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    # -- server keys ---------------------------------------------------------------------------------------
+    async def secret(self, name: str) -> bytes:
+        """A random server secret, created on first use and kept in the database."""
+        query = sa.select(t.server_keys.c.secret).where(t.server_keys.c.name == name)
+        async with self.db.read() as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            try:
+                async with self.db.write() as conn:
+                    await conn.execute(t.server_keys.insert(), {"name": name, "secret": secrets.token_hex(32)})
+            except Conflict:
+                pass  # another process created it first
+            async with self.db.read() as conn:
+                row = (await conn.execute(query)).first()
+        assert row is not None
+        return bytes.fromhex(row[0])
+
+    # -- audit log -----------------------------------------------------------------------------------------
+    async def last(self) -> ChainedEntry | None:
+        """The entry with the highest place in the log."""
+        async with self.db.read() as conn:
+            row = (await conn.execute(_LAST)).first()
+        return None if row is None else _row_to_entry(row)
+
+    async def append(self, chained: ChainedEntry) -> bool:
+        e = chained.entry
+        try:
+            async with self.db.write() as conn:
+                await conn.execute(_AUDIT_INSERT, {
+                    "seq": chained.seq, "at": e.at, "caller": e.caller, "action": e.action, "subject": e.subject,
+                    "purpose": e.purpose, "released": list(e.released),
+                    "withheld": [{"field": w.field, "category": w.category, "reason": w.reason} for w in e.withheld],
+                    "outcome": e.outcome, "prev_hash": chained.prev_hash, "hash": chained.hash,
+                })
+                head = upsert(conn.dialect, t.audit_head)
+                await conn.execute(head.on_conflict_do_update(
+                    index_elements=["id"], set_={"seq": head.excluded.seq, "hash": head.excluded.hash},
+                ), {"id": 1, "seq": chained.seq, "hash": chained.hash})
+        except Conflict:
+            return False
+        return True
+
+    async def head(self) -> tuple[int, str] | None:
+        async with self.db.read() as conn:
+            row = (await conn.execute(sa.select(t.audit_head.c.seq, t.audit_head.c.hash))).first()
+        return None if row is None else (row[0], row[1])
+
+    async def entries(self, subject: str | None = None, batch: int = 1000) -> AsyncIterator[ChainedEntry]:
+        after = -1
+        while True:
+            query = sa.select(t.audit_log).where(t.audit_log.c.seq > after)
+            if subject is not None:
+                query = query.where(t.audit_log.c.subject == subject)
+            query = query.order_by(t.audit_log.c.seq).limit(batch)
+            async with self.db.read() as conn:
+                rows = (await conn.execute(query)).all()
+            for row in rows:
+                yield _row_to_entry(row)
+            if len(rows) < batch:
+                return
+            after = rows[-1].seq

@@ -1,0 +1,35 @@
+"""Consent tools."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field
+
+from ..privacy.surface import tool
+from ..usecases.app import Scope
+from ..usecases.views import ConsentView
+from .arguments import Purpose, Timestamp, UserId
+
+
+@tool(title="Check consent", purpose="service")
+async def check_consent(scope: Scope, user_id: UserId, purpose: Purpose) -> ConsentView:
+    """Whether the user's data may be used for a purpose now, and why."""
+    return await scope.app.consents.check(scope.access, user_id, purpose)
+
+
+@tool(title="Record consent", role="writer", purpose="service", read_only=False, idempotent=True)
+async def record_consent(
+    scope: Scope,
+    user_id: UserId,
+    purpose: Purpose,
+    granted: Annotated[bool, Field(description="True to grant; false to deny or withdraw.")],
+    source: Annotated[str, Field(max_length=64, description="Where the choice was made, e.g. "
+                                 "'chat:shopping-assistant'; 'do_not_sell_or_share' or 'global_privacy_control' "
+                                 "for an opt-out of sale or sharing.")],
+    expires_at: Annotated[Timestamp | None, Field(description="When a grant lapses (ISO 8601 with zone).")] = None,
+    evidence: Annotated[str | None, Field(max_length=2000, description="What the user was shown and said; "
+                                          "required to grant wellbeing.")] = None,
+) -> ConsentView:
+    """Record the user's consent choice for a purpose in the append-only ledger."""
+    return await scope.app.consents.record(scope.access, user_id, purpose, granted, source, expires_at, evidence)

@@ -1,0 +1,50 @@
+"""Behavioural event tools."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field
+
+from ..privacy.surface import tool
+from ..usecases.app import Scope
+from ..usecases.events import MAX_BATCH, EventInput
+from ..usecases.views import EventsRecorded
+from .arguments import EventType, Timestamp, UserId
+
+ItemId = Annotated[str | None, Field(max_length=128, description="The catalog item, for item events.")]
+Properties = Annotated[dict[str, Any] | None, Field(
+    description="Event details, e.g. {\"rating\": 5} or {\"query\": \"vanilla candle\"}; at most 32 keys.")]
+OccurredAt = Annotated[Timestamp | None, Field(description="When it happened (ISO 8601 with zone); now if absent.")]
+
+
+class EventIn(BaseModel):
+    user_id: UserId
+    event_type: EventType
+    item_id: ItemId = None
+    properties: Properties = None
+    occurred_at: OccurredAt = None
+
+
+@tool(title="Record event", role="writer", purpose="service", read_only=False)
+async def record_event(
+    scope: Scope,
+    user_id: UserId,
+    event_type: EventType,
+    item_id: ItemId = None,
+    properties: Properties = None,
+    occurred_at: OccurredAt = None,
+) -> EventsRecorded:
+    """Record one behavioural signal (view, purchase, rating, mood check-in, ...)."""
+    event = EventInput(user_id, event_type, item_id, properties, occurred_at)
+    return await scope.app.events.record(scope.access, [event])
+
+
+@tool(title="Record events", role="writer", purpose="service", read_only=False)
+async def record_events(
+    scope: Scope,
+    events: Annotated[list[EventIn], Field(description=f"The events; at most {MAX_BATCH}.")],
+) -> EventsRecorded:
+    """Record a batch of behavioural signals, all or none."""
+    batch = [EventInput(e.user_id, e.event_type, e.item_id, e.properties, e.occurred_at) for e in events]
+    return await scope.app.events.record(scope.access, batch)

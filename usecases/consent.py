@@ -1,0 +1,97 @@
+"""The consent ledger: read decisions and history, record grants, denials and withdrawals."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ..domain.consent import SALE_OPT_OUT_SOURCES, ConsentDecision, ConsentRecord
+from ..domain.errors import InvalidArgument, UnknownUser
+from ..domain.ports import Store
+from ..domain.purposes import CONSENT_PURPOSES, PURPOSES
+from ..privacy.gate import Access
+from .views import ConsentEntry, ConsentLedgerView, ConsentView
+
+MAX_EVIDENCE = 2000
+
+
+def _view(user_id: str, decision: ConsentDecision) -> ConsentView:
+    record = decision.record
+    return ConsentView(
+        user_id=user_id, purpose=decision.purpose, basis=PURPOSES[decision.purpose].basis,
+        allowed=decision.allowed, reason=decision.reason, explanation=decision.explain(user_id),
+        source=record.source if record else None, recorded_at=record.recorded_at if record else None,
+        expires_at=record.expires_at if record else None,
+    )
+
+
+def _purpose(name: str) -> str:
+    if name not in PURPOSES:
+        raise InvalidArgument(f"Unknown purpose {name!r}.", f"Purposes: {', '.join(PURPOSES)}.")
+    return name
+
+
+class Consents:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def check(self, access: Access, user_id: str, purpose: str) -> ConsentView:
+        _purpose(purpose)
+        async with self.store.read() as repo:
+            if not await repo.profile_exists(user_id):
+                raise UnknownUser(user_id)
+            consents = await repo.consents(user_id)
+        return _view(user_id, consents.decide(purpose, access.now))
+
+    async def ledger(self, access: Access, user_id: str) -> ConsentLedgerView:
+        async with self.store.read() as repo:
+            if not await repo.profile_exists(user_id):
+                raise UnknownUser(user_id)
+            history = await repo.consent_history(user_id)
+            consents = await repo.consents(user_id)
+        return ConsentLedgerView(
+            user_id=user_id,
+            decisions=[_view(user_id, consents.decide(p, access.now)) for p in PURPOSES],
+            history=[ConsentEntry(purpose=r.purpose, state=r.state, source=r.source, recorded_at=r.recorded_at,
+                                  expires_at=r.expires_at, evidence=r.evidence) for r in history],
+        )
+
+    async def record(self, access: Access, user_id: str, purpose: str, granted: bool, source: str,
+                     expires_at: str | None, evidence: str | None) -> ConsentView:
+        spec = PURPOSES[_purpose(purpose)]
+        if not spec.needs_consent:
+            raise InvalidArgument(f"Purpose {purpose!r} rests on the contract and takes no consent record.",
+                                  f"Consent-based purposes: {', '.join(CONSENT_PURPOSES)}.")
+        source = source.strip()
+        if not source or len(source) > 64:
+            raise InvalidArgument("source must name where the consent came from (1 to 64 characters).",
+                                  "E.g. 'chat:shopping-assistant', 'web:preferences-page', 'global_privacy_control'.")
+        if source in SALE_OPT_OUT_SOURCES and not spec.opted_out_by_sale_signals:
+            raise InvalidArgument(f"Source {source!r} is an opt-out of sale or sharing; it applies to marketing.")
+        if evidence is not None and len(evidence) > MAX_EVIDENCE:
+            raise InvalidArgument(f"evidence is longer than {MAX_EVIDENCE} characters.")
+        if granted and spec.basis == "explicit_consent" and not (evidence and evidence.strip()):
+            raise InvalidArgument(
+                f"Purpose {purpose!r} needs explicit consent: record what the user was told and agreed to.",
+                "Pass evidence, e.g. the consent text shown and the user's reply.")
+        expiry: datetime | None = None
+        if expires_at is not None:
+            if not granted:
+                raise InvalidArgument("expires_at applies to grants only.")
+            try:
+                expiry = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
+            except ValueError:
+                raise InvalidArgument(f"expires_at {expires_at!r} is not an ISO 8601 timestamp.") from None
+            if expiry.tzinfo is None:
+                raise InvalidArgument(f"expires_at {expires_at!r} has no time zone.")
+            if expiry <= access.now:
+                raise InvalidArgument(f"expires_at {expires_at!r} is not in the future.")
+        async with self.store.write() as repo:
+            if not await repo.profile_exists(user_id):
+                raise UnknownUser(user_id)
+            before = (await repo.consents(user_id)).current.get(purpose)
+            # Saying no after a grant is a withdrawal; saying no before any grant is a denial.
+            state = "granted" if granted else ("withdrawn" if before and before.state == "granted" else "denied")
+            await repo.add_consent(ConsentRecord(user_id, purpose, state, source, access.now, evidence, expiry))
+            consents = await repo.consents(user_id)
+        return _view(user_id, consents.decide(purpose, access.now))
+

@@ -1,0 +1,162 @@
+"""Result models. Each field declares its data category; the gate withholds field by field.
+
+The profile sections are built from the field catalog, so the catalog stays the single source of categories.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, create_model
+
+from ..domain import categories as cat
+from ..domain.fields import FIELDS, SECTIONS
+from ..privacy.disclosure import GatedResult, disclosed, operational, public
+
+
+class AttributeView(BaseModel):
+    value: str | list[str] = Field(description="The value.")
+    source: str = Field(description="explicit, implicit, external:<system> or inferred:<model>.")
+    confidence: float = Field(description="0 to 1.")
+    observed_at: datetime = Field(description="When it was observed or stated.")
+
+
+class BehaviorView(BaseModel):
+    event_counts: dict[str, int] = Field(description="Events by type, all time.")
+    purchases: int
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    active_hours_utc: list[int] = Field(description="Most active hours (UTC), most active first.")
+    active_weekdays: list[str]
+    recent_items: list[str] = Field(description="Items interacted with recently, newest first.")
+
+
+class EmotionalView(BaseModel):
+    check_ins: int
+    mood_counts: dict[str, int]
+    last_mood: str | None = None
+    average_intensity: float | None = None
+
+
+def _section_model(section: str) -> type[BaseModel]:
+    fields: dict[str, Any] = {
+        f.name: (AttributeView | None, disclosed(f.category, f.description))
+        for f in FIELDS if f.section == section and f.kind != "derived"
+    }
+    return create_model(f"{section.title()}Section", **fields)
+
+
+IdentitySection = _section_model("identity")
+DemographicsSection = _section_model("demographics")
+LocationSection = _section_model("location")
+CommunicationSection = _section_model("communication")
+PsychographicsSection = _section_model("psychographics")
+PreferencesSection = _section_model("preferences")
+
+Section = Literal["identity", "demographics", "location", "communication", "psychographics", "preferences",
+                  "behavior", "emotional"]
+assert set(Section.__args__) == set(SECTIONS)  # type: ignore[attr-defined]
+
+
+class ProfileView(GatedResult):
+    user_id: str = operational("The user the profile is about.")
+    purpose: str = operational("The purpose the profile was read for.")
+    identity: IdentitySection | None = None  # type: ignore[valid-type]
+    demographics: DemographicsSection | None = None  # type: ignore[valid-type]
+    location: LocationSection | None = None  # type: ignore[valid-type]
+    communication: CommunicationSection | None = None  # type: ignore[valid-type]
+    psychographics: PsychographicsSection | None = None  # type: ignore[valid-type]
+    preferences: PreferencesSection | None = None  # type: ignore[valid-type]
+    behavior: BehaviorView | None = disclosed(cat.BEHAVIOR, "Behaviour summary derived from events.")
+    emotional: EmotionalView | None = disclosed(cat.EMOTIONAL, "Emotional patterns from mood check-ins.")
+
+
+SECTION_MODELS: dict[str, type[BaseModel]] = {
+    "identity": IdentitySection, "demographics": DemographicsSection, "location": LocationSection,
+    "communication": CommunicationSection, "psychographics": PsychographicsSection,
+    "preferences": PreferencesSection,
+}
+
+
+class ProfileUpdate(GatedResult):
+    user_id: str = operational("The user updated.")
+    created: bool = operational("True when this call created the profile.")
+    updated: list[str] = operational("Attributes written.")
+    source: str = operational("The provenance recorded with them.")
+
+
+class EventsRecorded(GatedResult):
+    recorded: int = operational("How many events were stored.")
+    event_ids: list[int] = operational("Their ids, in the order given.")
+    learning: Literal["applied", "queued", "none"] = operational(
+        "Whether preferences were updated within the call (realtime) or queued for the next learning run (batch).")
+
+
+class ConsentView(GatedResult):
+    user_id: str = operational("The user.")
+    purpose: str = operational("The purpose asked about.")
+    basis: str = public("The purpose's legal basis: contract, consent or explicit_consent.")
+    allowed: bool | None = disclosed(cat.CONSENT, "Whether the purpose may be used for this user now.")
+    reason: str | None = disclosed(
+        cat.CONSENT, "contract, granted, no_record, denied, withdrawn, expired or sale_opt_out.")
+    explanation: str | None = disclosed(cat.CONSENT, "The decision in plain words.")
+    source: str | None = disclosed(cat.CONSENT, "Where the deciding record came from.")
+    recorded_at: datetime | None = disclosed(cat.CONSENT, "When the deciding record was made.")
+    expires_at: datetime | None = disclosed(cat.CONSENT, "When a grant lapses, if it does.")
+
+
+class ConsentEntry(BaseModel):
+    purpose: str
+    state: str
+    source: str
+    recorded_at: datetime
+    expires_at: datetime | None = None
+    evidence: str | None = None
+
+
+class ConsentLedgerView(GatedResult):
+    user_id: str = operational("The user.")
+    decisions: list[ConsentView] = Field(default_factory=list, description="The decision for every purpose now.")
+    history: list[ConsentEntry] | None = disclosed(cat.CONSENT, "Every consent record, oldest first.")
+
+
+class FieldView(BaseModel):
+    name: str
+    section: str
+    category: str
+    kind: str
+    description: str
+    choices: list[str] = Field(default_factory=list)
+    direct_identifier: bool
+
+
+class FieldCatalogView(GatedResult):
+    fields: list[FieldView] = public("Every profile field with its section, data category and value type.")
+    categories: list[str] = public("The data categories; a grant of one covers those below it.")
+
+
+class PurposeView(BaseModel):
+    name: str
+    basis: str
+    description: str
+    uses: list[str]
+    needs_identifiers: bool
+    individual: bool
+
+
+class PurposesView(GatedResult):
+    purposes: list[PurposeView] = public("The closed set of purposes with what each may use.")
+
+
+class HeldSection(BaseModel):
+    section: str
+    category: str
+    fields: list[str] = Field(description="Fields that hold a value; the values are not shown here.")
+
+
+class PrivacySummaryView(GatedResult):
+    user_id: str = operational("The user.")
+    held: list[HeldSection] | None = disclosed(
+        cat.CONSENT + ".transparency", "What kinds of data are held about the user (not the values).")
+    decisions: list[ConsentView] = Field(default_factory=list, description="The consent decision per purpose.")
