@@ -34,14 +34,17 @@ def _load_declarations() -> None:
     from .. import resources, tools  # noqa: F401
 
 
-def build_server(runtime: Runtime, *, caller_from: CallerSource = "local", base_url: str | None = None
-                 ) -> MCPServer[Any]:
+def build_server(runtime: Runtime, *, caller_from: CallerSource = "local", local_caller: str | None = None,
+                 base_url: str | None = None) -> MCPServer[Any]:
     """The MCP server over an already bootstrapped runtime.
 
-    ``caller_from="token"`` takes the caller from bearer tokens (streamable HTTP); ``"local"`` from settings.
+    ``caller_from="token"`` takes the caller from bearer tokens (streamable HTTP); ``"local"`` acts as
+    ``local_caller`` (default: the settings' ``local_caller``).
     """
     _load_declarations()
-    surface = GatedSurface(runtime, caller_from)
+    if local_caller is not None and local_caller not in runtime.callers:
+        raise ValueError(f"unknown caller {local_caller!r}")
+    surface = GatedSurface(runtime, caller_from, local_caller)
     auth: dict[str, Any] = {}
     if caller_from == "token":
         base = base_url or "http://127.0.0.1:8765"

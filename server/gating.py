@@ -45,9 +45,10 @@ _current: ContextVar[_Call | None] = ContextVar("mnky_call", default=None)
 
 
 class GatedSurface:
-    def __init__(self, runtime: Runtime, caller_from: CallerSource) -> None:
+    def __init__(self, runtime: Runtime, caller_from: CallerSource, local_caller: str | None = None) -> None:
         self.runtime = runtime
         self.caller_from = caller_from
+        self.local_caller = local_caller or runtime.settings.local_caller
 
     # -- who is calling --------------------------------------------------------------------------------------
     def caller(self) -> Caller:
@@ -58,7 +59,7 @@ class GatedSurface:
             if caller is None:
                 raise NotPermitted("The request carries no valid bearer token.")
             return caller
-        name = self.runtime.settings.local_caller
+        name = self.local_caller
         if name is None:
             raise NotPermitted("No local caller is configured for this transport.",
                                "Set local_caller in the settings, or use HTTP with a bearer token.")

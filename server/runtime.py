@@ -50,7 +50,7 @@ class Runtime:
 def open_store(settings: Settings) -> SQLStore:
     if settings.user_profiling.storage == "postgresql":
         assert settings.database_url is not None
-        return SQLStore.postgresql(settings.database_url)
+        return SQLStore.postgresql(settings.database_url, settings.database_schema)
     return SQLStore.sqlite(settings.sqlite_path)
 
 

@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     user_profiling: UserProfiling = UserProfiling()
     data_dir: Path = Field(Path("var"), description="Where the SQLite file and local indexes live.")
     database_url: str | None = Field(None, description="PostgreSQL URL when storage is postgresql.")
+    database_schema: str | None = Field(None, pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+                                        description="PostgreSQL schema to keep the tables in (default: public).")
     callers: dict[str, CallerSettings] = Field(default_factory=dict)
     local_caller: str | None = Field(
         None, description="The caller for stdio and for HTTP on loopback when no tokens are configured.")

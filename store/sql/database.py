@@ -146,7 +146,7 @@ class _AsyncConn:
 class PostgresDatabase(Database):
     dialect = "postgresql"
 
-    def __init__(self, url: str, pool_size: int = 10) -> None:
+    def __init__(self, url: str, pool_size: int = 10, schema: str | None = None) -> None:
         try:
             from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -157,7 +157,9 @@ class PostgresDatabase(Database):
             ) from exc
         if url.startswith("postgresql://") or url.startswith("postgres://"):
             url = "postgresql+asyncpg://" + url.split("://", 1)[1]
-        self.engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=False)
+        connect_args = {"server_settings": {"search_path": schema}} if schema else {}
+        self.engine = create_async_engine(url, pool_size=pool_size, max_overflow=pool_size,
+                                          connect_args=connect_args)
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[Conn]:

@@ -38,8 +38,8 @@ class SQLStore:
         return cls(SQLiteDatabase(path))
 
     @classmethod
-    def postgresql(cls, url: str) -> SQLStore:
-        return cls(PostgresDatabase(url))
+    def postgresql(cls, url: str, schema: str | None = None) -> SQLStore:
+        return cls(PostgresDatabase(url, schema=schema))
 
     @property
     def dialect(self) -> str:
