@@ -53,3 +53,33 @@ class AuditStore(Protocol):
         """Insert at ``entry.seq``; False when that place is taken (another writer was first)."""
         ...
     def entries(self) -> AsyncIterator[ChainedEntry]: ...
+
+
+class Embedder(Protocol):
+    """Turns attribute text (e.g. ``"note:lavender"``) into unit vectors of a fixed dimension."""
+
+    name: str  # identifies the model, so cached vectors of another model are never reused
+    dim: int
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+
+class VectorIndex(Protocol):
+    """Nearest-neighbour search over user vectors (cosine similarity; vectors are unit length).
+
+    Only users who consent to profiling are ever upserted; ``delete`` takes effect before it returns.
+    """
+
+    dim: int
+
+    async def upsert(self, ids: Sequence[str], vectors: Sequence[Sequence[float]],
+                     metadata: Sequence[dict[str, str]] | None = None) -> None: ...
+    async def delete(self, ids: Sequence[str]) -> None: ...
+    async def query(self, vector: Sequence[float], k: int, exclude: Sequence[str] = ()
+                    ) -> list[tuple[str, float]]:
+        """Up to ``k`` (id, cosine similarity) pairs, most similar first, never an id in ``exclude``."""
+        ...
+    async def fetch(self, ids: Sequence[str]) -> dict[str, list[float]]: ...
+    async def count(self) -> int: ...
+    async def clear(self) -> None: ...
+    async def close(self) -> None: ...
