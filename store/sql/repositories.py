@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +14,7 @@ from ...domain.catalog import Item
 from ...domain.consent import SALE_OPT_OUT_SOURCES, ConsentRecord, SubjectConsents
 from ...domain.events import Event
 from ...domain.profiles import Attribute
+from ...learning.preferences import Preference
 from . import schema as t
 from .database import Conn
 
@@ -24,7 +26,21 @@ _COUNTS = (sa.select(t.events.c.event_type, sa.func.count()).where(t.events.c.us
 _RECENT = (sa.select(t.events.c.event_type, t.events.c.item_id, t.events.c.properties, t.events.c.occurred_at)
            .where(t.events.c.user_id == sa.bindparam("u"))
            .order_by(t.events.c.occurred_at.desc(), t.events.c.id.desc()).limit(sa.bindparam("n")))
+_PREFS = sa.select(t.preferences).where(t.preferences.c.user_id == sa.bindparam("u"))
+_VECTOR = sa.select(t.user_vectors).where(t.user_vectors.c.user_id == sa.bindparam("u"))
 _CONSENTS = sa.select(t.consents).where(t.consents.c.user_id == sa.bindparam("u")).order_by(t.consents.c.id)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVector:
+    user_id: str
+    model: str
+    data: bytes  # float32, little-endian
+    as_of: datetime
+
+
+def _preference(r: Any) -> Preference:
+    return Preference(r.token, r.source, r.weight, r.ref_at, r.evidence_count, tuple(r.evidence), r.updated_at)
 
 
 def upsert(dialect: str, table: sa.Table) -> Any:
@@ -91,9 +107,13 @@ class SQLRepositories:
             t.profiles.update().where(t.profiles.c.user_id == user_id).values(updated_at=latest))
 
     async def user_ids(self, prefix: str, limit: int) -> list[str]:
+        column = t.profiles.c.user_id
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        stmt = (sa.select(t.profiles.c.user_id).where(t.profiles.c.user_id.like(escaped + "%", escape="\\"))
-                .order_by(t.profiles.c.user_id).limit(limit))
+        # LIKE narrows the search (and can use the key's index); SQLite's LIKE ignores ASCII case, so the exact
+        # prefix comparison keeps the match case-sensitive on both databases, like every other lookup by id.
+        stmt = (sa.select(column)
+                .where(column.like(escaped + "%", escape="\\"), sa.func.substr(column, 1, len(prefix)) == prefix)
+                .order_by(column).limit(limit))
         return [r[0] for r in (await self.conn.execute(stmt)).all()]
 
     async def add_events(self, events: Sequence[Event], recorded_at: datetime) -> list[int]:
@@ -150,3 +170,110 @@ class SQLRepositories:
             return []
         stmt = sa.select(t.items).where(t.items.c.item_id.in_(unique))
         return [Item(r.item_id, r.kind, r.title, r.attributes) for r in (await self.conn.execute(stmt)).all()]
+
+    # -- learning ------------------------------------------------------------------------------------------
+    async def preferences(self, user_id: str) -> list[Preference]:
+        rows = (await self.conn.execute(_PREFS, {"u": user_id})).all()
+        return [_preference(r) for r in rows]
+
+    async def preferences_of(self, user_ids: Sequence[str]) -> dict[str, list[Preference]]:
+        found: dict[str, list[Preference]] = {u: [] for u in user_ids}
+        unique = sorted(set(user_ids))
+        for i in range(0, len(unique), 500):
+            stmt = sa.select(t.preferences).where(t.preferences.c.user_id.in_(unique[i:i + 500]))
+            for r in (await self.conn.execute(stmt)).all():
+                found[r.user_id].append(_preference(r))
+        return found
+
+    async def put_preferences(self, user_id: str, preferences: Sequence[Preference]) -> None:
+        if not preferences:
+            return
+        stmt = upsert(self.conn.dialect, t.preferences)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["user_id", "token", "source"],
+            set_={c: stmt.excluded[c] for c in ("weight", "ref_at", "evidence_count", "evidence", "updated_at")},
+        )
+        await self.conn.execute(stmt, [
+            {"user_id": user_id, "token": p.token, "source": p.source, "weight": p.weight, "ref_at": p.ref_at,
+             "evidence_count": p.evidence_count, "evidence": list(p.evidence), "updated_at": p.updated_at}
+            for p in preferences
+        ])
+
+    async def delete_preferences(self, user_id: str, source: str, tokens: Sequence[str]) -> None:
+        if tokens:
+            await self.conn.execute(t.preferences.delete().where(
+                t.preferences.c.user_id == user_id, t.preferences.c.source == source,
+                t.preferences.c.token.in_(sorted(set(tokens)))))
+
+    async def user_vector(self, user_id: str) -> StoredVector | None:
+        row = (await self.conn.execute(_VECTOR, {"u": user_id})).first()
+        return None if row is None else StoredVector(row.user_id, row.model, row.vector, row.as_of)
+
+    async def user_vectors(self, user_ids: Sequence[str]) -> list[StoredVector]:
+        out: list[StoredVector] = []
+        unique = sorted(set(user_ids))
+        for i in range(0, len(unique), 500):
+            stmt = sa.select(t.user_vectors).where(t.user_vectors.c.user_id.in_(unique[i:i + 500]))
+            out += [StoredVector(r.user_id, r.model, r.vector, r.as_of)
+                    for r in (await self.conn.execute(stmt)).all()]
+        return out
+
+    async def put_user_vector(self, vector: StoredVector) -> None:
+        stmt = upsert(self.conn.dialect, t.user_vectors)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["user_id"],
+            set_={"model": stmt.excluded.model, "vector": stmt.excluded.vector, "as_of": stmt.excluded.as_of})
+        await self.conn.execute(stmt, {"user_id": vector.user_id, "model": vector.model, "vector": vector.data,
+                                       "as_of": vector.as_of})
+
+    async def delete_user_vector(self, user_id: str) -> None:
+        await self.conn.execute(t.user_vectors.delete().where(t.user_vectors.c.user_id == user_id))
+
+    async def queue_events(self, event_ids: Sequence[int]) -> None:
+        if event_ids:
+            await self.conn.execute(t.pending_events.insert(), [{"event_id": i} for i in event_ids])
+
+    async def pending_events(self, limit: int) -> list[tuple[int, Event]]:
+        stmt = (sa.select(t.events).join(t.pending_events, t.pending_events.c.event_id == t.events.c.id)
+                .order_by(t.events.c.id).limit(limit))
+        return [(r.id, Event(r.user_id, r.event_type, r.occurred_at, r.item_id, r.properties))
+                for r in (await self.conn.execute(stmt)).all()]
+
+    async def dequeue_events(self, event_ids: Sequence[int]) -> None:
+        for i in range(0, len(event_ids), 500):
+            await self.conn.execute(t.pending_events.delete().where(
+                t.pending_events.c.event_id.in_(list(event_ids[i:i + 500]))))
+
+    async def pending_count(self) -> int:
+        return int((await self.conn.execute(sa.select(sa.func.count()).select_from(t.pending_events))).scalar_one())
+
+    async def all_items(self) -> list[Item]:
+        rows = (await self.conn.execute(sa.select(t.items).order_by(t.items.c.item_id))).all()
+        return [Item(r.item_id, r.kind, r.title, r.attributes) for r in rows]
+
+    async def item_events(self, user_id: str, event_types: Sequence[str]) -> list[tuple[str, str, Any]]:
+        """(item_id, event_type, properties) of the user's item events of these types."""
+        stmt = (sa.select(t.events.c.item_id, t.events.c.event_type, t.events.c.properties)
+                .where(t.events.c.user_id == user_id, t.events.c.event_type.in_(list(event_types)),
+                       t.events.c.item_id.is_not(None)))
+        return [(r[0], r[1], r[2]) for r in (await self.conn.execute(stmt)).all()]
+
+    async def consenting(self, purpose: str, now: datetime, user_ids: Sequence[str] | None = None,
+                         after: str = "", limit: int = 10_000) -> list[str]:
+        """Users whose latest ordinary record for ``purpose`` is an unexpired grant, in user_id order.
+
+        Sale opt-out signals are not considered here: callers use this for purposes they do not cover.
+        """
+        c = t.consents
+        ordinary = sa.and_(c.c.purpose == purpose, c.c.source.not_in(list(SALE_OPT_OUT_SOURCES)))
+        latest = (sa.select(c.c.user_id, sa.func.max(c.c.id).label("id")).where(ordinary)
+                  .group_by(c.c.user_id))
+        if user_ids is not None:
+            latest = latest.where(c.c.user_id.in_(sorted(set(user_ids))))
+        else:
+            latest = latest.where(c.c.user_id > after)
+        latest_sq = latest.subquery()
+        stmt = (sa.select(c.c.user_id).join(latest_sq, latest_sq.c.id == c.c.id)
+                .where(c.c.state == "granted", sa.or_(c.c.expires_at.is_(None), c.c.expires_at > now))
+                .order_by(c.c.user_id).limit(limit))
+        return [r[0] for r in (await self.conn.execute(stmt)).all()]

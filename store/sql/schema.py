@@ -118,3 +118,44 @@ server_keys = sa.Table(
     sa.Column("name", sa.String(64), primary_key=True),
     sa.Column("secret", sa.String(128), nullable=False),
 )
+
+# -- learning ------------------------------------------------------------------------------------------------
+
+# Preference weights per attribute token (and per item, as ``item:<id>``), explicit and implicit apart.
+preferences = sa.Table(
+    "preferences", metadata,
+    sa.Column("user_id", sa.String(128), sa.ForeignKey("profiles.user_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("token", sa.String(200), primary_key=True),
+    sa.Column("source", sa.String(16), primary_key=True),
+    sa.Column("weight", sa.Float(), nullable=False),
+    sa.Column("ref_at", UTCDateTime(), nullable=False),
+    sa.Column("evidence_count", sa.Integer(), nullable=False),
+    sa.Column("evidence", JSON, nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+)
+
+# The user's dense vector as of the newest weight it was computed from.
+user_vectors = sa.Table(
+    "user_vectors", metadata,
+    sa.Column("user_id", sa.String(128), sa.ForeignKey("profiles.user_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("model", sa.String(80), nullable=False),
+    sa.Column("vector", sa.LargeBinary(), nullable=False),
+    sa.Column("as_of", UTCDateTime(), nullable=False),
+)
+
+# Events recorded while update_frequency is batch, waiting for the next learning run.
+pending_events = sa.Table(
+    "pending_events", metadata,
+    sa.Column("event_id", BigId, sa.ForeignKey("events.id", ondelete="CASCADE"), primary_key=True,
+              autoincrement=False),
+)
+
+# Embeddings already received from a paid or remote model, so a text is requested once per model. The text itself
+# is not kept: its SHA-256 is enough to find it again. Vectors are float32, little-endian.
+embedding_cache = sa.Table(
+    "embedding_cache", metadata,
+    sa.Column("model", sa.String(128), primary_key=True),
+    sa.Column("text_sha256", sa.String(64), primary_key=True),
+    sa.Column("dim", sa.Integer(), nullable=False),
+    sa.Column("vector", sa.LargeBinary(), nullable=False),
+)
