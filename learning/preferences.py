@@ -14,6 +14,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+# The record lives in the domain (storage reads and writes it); the math on it lives here.
+from ..domain.preferences import Preference, confidence, decay  # noqa: F401
+
 # Signal strength per event type, spread over the item's tokens. Negative values are negative signals.
 EVENT_WEIGHTS: Mapping[str, float] = {
     "view": 0.1,
@@ -28,7 +31,7 @@ DWELL_CAP = 0.3
 RATING_SCALE = 1.0  # a rating r in 1..5 gives (r - 3) / 2 * RATING_SCALE: 5 -> +1, 1 -> -1
 EXPLICIT_WEIGHT = 1.0
 EVIDENCE_KEPT = 10  # ids of the most recent events behind a weight
-CONFIDENCE_SCALE = 3.0  # evidence at which confidence reaches 1 - 1/e
+
 
 
 def signal(event_type: str, properties: Mapping[str, Any]) -> float:
@@ -38,42 +41,6 @@ def signal(event_type: str, properties: Mapping[str, Any]) -> float:
     if event_type == "dwell":
         return min(DWELL_CAP, EVENT_WEIGHTS["dwell"] * float(properties.get("seconds", 0)) / 30.0)
     return EVENT_WEIGHTS.get(event_type, 0.0)
-
-
-def decay(weight: float, seconds: float, half_life_days: float) -> float:
-    """``weight`` after ``seconds`` have passed (negative seconds grow it: moving a signal forward in time)."""
-    return weight * 2.0 ** (-seconds / (half_life_days * 86_400.0))
-
-
-def confidence(evidence: int) -> float:
-    return 1.0 - math.exp(-evidence / CONFIDENCE_SCALE)
-
-
-@dataclass(frozen=True, slots=True)
-class Preference:
-    token: str
-    source: str  # "explicit" or "implicit"
-    weight: float  # as of ``ref_at``
-    ref_at: datetime
-    evidence_count: int
-    evidence: tuple[int, ...]  # the most recent event ids behind it (implicit only)
-    updated_at: datetime
-
-    @property
-    def facet(self) -> str:
-        return self.token.split(":", 1)[0]
-
-    @property
-    def value(self) -> str:
-        return self.token.split(":", 1)[1] if ":" in self.token else self.token
-
-    def weight_at(self, when: datetime, half_life_days: float) -> float:
-        if self.source == "explicit":
-            return self.weight  # what a person states does not fade; they can restate or retract it
-        return decay(self.weight, (when - self.ref_at).total_seconds(), half_life_days)
-
-    def confidence(self) -> float:
-        return 1.0 if self.source == "explicit" else confidence(self.evidence_count)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from ...domain.catalog import Item
 from ...domain.consent import SALE_OPT_OUT_SOURCES, ConsentRecord, SubjectConsents
 from ...domain.events import Event
 from ...domain.profiles import Attribute
-from ...learning.preferences import Preference
+from ...domain.preferences import Preference
 from . import schema as t
 from .database import Conn
 

@@ -1,0 +1,48 @@
+"""A learned preference: a weight on an attribute token, with its evidence. The learning math is in learning/."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime
+
+CONFIDENCE_SCALE = 3.0  # evidence at which confidence reaches 1 - 1/e
+
+
+def decay(weight: float, seconds: float, half_life_days: float) -> float:
+    """``weight`` after ``seconds`` have passed (negative seconds grow it: moving a signal forward in time)."""
+    return weight * 2.0 ** (-seconds / (half_life_days * 86_400.0))
+
+
+def confidence(evidence: int) -> float:
+    """Confidence in an inferred weight grows with the number of signals behind it."""
+    return 1.0 - math.exp(-evidence / CONFIDENCE_SCALE)
+
+
+@dataclass(frozen=True, slots=True)
+class Preference:
+    token: str
+    source: str  # "explicit" or "implicit"
+    weight: float  # as of ``ref_at``
+    ref_at: datetime
+    evidence_count: int
+    evidence: tuple[int, ...]  # the most recent event ids behind it (implicit only)
+    updated_at: datetime
+
+    @property
+    def facet(self) -> str:
+        return self.token.split(":", 1)[0]
+
+    @property
+    def value(self) -> str:
+        return self.token.split(":", 1)[1] if ":" in self.token else self.token
+
+    def weight_at(self, when: datetime, half_life_days: float) -> float:
+        if self.source == "explicit":
+            return self.weight  # what a person states does not fade; they can restate or retract it
+        return decay(self.weight, (when - self.ref_at).total_seconds(), half_life_days)
+
+    def confidence(self) -> float:
+        return 1.0 if self.source == "explicit" else confidence(self.evidence_count)
+
+
