@@ -46,3 +46,13 @@ class Preference:
         return 1.0 if self.source == "explicit" else confidence(self.evidence_count)
 
 
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVector:
+    """A user's vector as stored: which embedder made it, and the weights' time it is computed as of."""
+
+    user_id: str
+    model: str
+    data: bytes  # float32, little-endian
+    as_of: datetime

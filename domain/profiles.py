@@ -9,6 +9,7 @@ from typing import Any
 
 from .errors import InvalidArgument
 from .fields import BY_NAME, MAX_TAG, MAX_TAGS, MAX_TEXT, FieldSpec
+from .text import is_storable
 
 Value = str | int | list[str]
 
@@ -22,7 +23,7 @@ def source_rank(source: str) -> int:
 
 
 def check_source(source: str) -> str:
-    if not _SOURCE.match(source):
+    if not _SOURCE.fullmatch(source):
         raise InvalidArgument(
             f"source {source!r} is not valid.",
             "Use 'explicit' (the person said it), 'implicit', 'external:<system>' or 'inferred:<model>'.",
@@ -60,6 +61,8 @@ def coerce_value(name: str, raw: Any) -> Value:
         case "text":
             if not isinstance(raw, str) or not raw.strip():
                 raise InvalidArgument(f"Attribute {name!r} takes a non-empty string.")
+            if not is_storable(raw):
+                raise InvalidArgument(f"Attribute {name!r} holds a NUL character or an unpaired surrogate.")
             if len(raw) > MAX_TEXT:
                 raise InvalidArgument(f"Attribute {name!r} is longer than {MAX_TEXT} characters.")
             return raw.strip()
@@ -72,6 +75,8 @@ def coerce_value(name: str, raw: Any) -> Value:
                 raw = [raw]
             if not isinstance(raw, list) or not all(isinstance(t, str) and t.strip() for t in raw):
                 raise InvalidArgument(f"Attribute {name!r} takes a list of non-empty strings.")
+            if not all(is_storable(t) for t in raw):
+                raise InvalidArgument(f"Attribute {name!r} holds a NUL character or an unpaired surrogate.")
             if len(raw) > MAX_TAGS or any(len(t) > MAX_TAG for t in raw):
                 raise InvalidArgument(
                     f"Attribute {name!r} takes at most {MAX_TAGS} tags of at most {MAX_TAG} characters each.")

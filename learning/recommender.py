@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 DEFAULT_L2 = 200.0
-CHUNK = 8192
+CHUNK = 8192  # users per block of the Gram sum
+CHUNK_CELLS = 1 << 23  # at most this many cells (64 MiB of float64) per block
 
 
 @dataclass
@@ -71,37 +72,66 @@ class ItemModel:
 
 
 def fit(item_ids: Sequence[str], histories: Iterable[Mapping[str, float]], l2: float = DEFAULT_L2) -> ItemModel:
-    """Fit EASE on user histories (item -> interaction strength). Streams users in chunks to bound memory."""
+    """Fit EASE on user histories (item -> interaction strength > 0); items outside ``item_ids`` are ignored.
+
+    The closed form needs ``P = (X'X + l2 I)^-1`` over items. With fewer users than items it is computed through
+    the users' side instead (Woodbury): ``P = (I - X'(XX' + l2 I)^-1 X) / l2``, so ``B_ij = M_ij / (1 - M_jj)``
+    with ``M = X'(XX' + l2 I)^-1 X``, the same weights for a fraction of the work on a long-tailed catalog.
+    """
     index = {item: i for i, item in enumerate(item_ids)}
     n = len(item_ids)
-    gram = np.zeros((n, n), dtype=np.float64)
-    counts = np.zeros(n, dtype=np.float64)
-    chunk = np.zeros((CHUNK, n), dtype=np.float32)
-    filled = users = 0
+    rows: list[tuple[np.ndarray, np.ndarray]] = []
     for history in histories:
-        row = chunk[filled]
-        for item, strength in history.items():
-            i = index.get(item)
-            if i is not None and strength > 0:
-                row[i] = strength
-        if row.any():
-            counts += row > 0
-            filled += 1
-            users += 1
-        else:
-            row[:] = 0
-        if filled == CHUNK:
-            gram += chunk.T.astype(np.float64) @ chunk
-            chunk[:] = 0
-            filled = 0
-    if filled:
-        gram += chunk[:filled].T.astype(np.float64) @ chunk[:filled]
+        pairs = sorted((index[item], float(strength)) for item, strength in history.items()
+                       if strength > 0 and item in index)
+        if pairs:
+            rows.append((np.array([i for i, _ in pairs], dtype=np.intp),
+                         np.array([v for _, v in pairs], dtype=np.float64)))
+    counts = np.zeros(n, dtype=np.float64)
+    for idx, _ in rows:
+        counts[idx] += 1.0
+    if not rows or n == 0:
+        weights = np.zeros((n, n), dtype=np.float32)
+    elif len(rows) < n:
+        weights = _ease_dual(_dense(rows, n), l2)
+    else:
+        weights = _ease_primal(rows, n, l2)
+    popularity = counts / counts.max() if n and counts.max() > 0 else counts
+    return ItemModel(list(item_ids), weights, popularity.astype(np.float32), len(rows))
+
+
+def _dense(rows: Sequence[tuple[np.ndarray, np.ndarray]], n: int) -> np.ndarray:
+    x = np.zeros((len(rows), n), dtype=np.float64)
+    for u, (idx, values) in enumerate(rows):
+        x[u, idx] = values
+    return x
+
+
+def _ease_primal(rows: Sequence[tuple[np.ndarray, np.ndarray]], n: int, l2: float) -> np.ndarray:
+    """``B = -P / diag(P)`` with ``P = (X'X + l2 I)^-1``; the Gram matrix is summed over bounded chunks of users."""
+    gram = np.zeros((n, n), dtype=np.float64)
+    step = max(1, min(CHUNK, CHUNK_CELLS // n))
+    for start in range(0, len(rows), step):
+        x = _dense(rows[start:start + step], n)
+        gram += x.T @ x
     gram[np.diag_indices(n)] += l2
     precision = np.linalg.inv(gram)
-    weights = -precision / np.diag(precision)
-    weights[np.diag_indices(n)] = 0.0
-    popularity = counts / counts.max() if counts.max() > 0 else counts
-    return ItemModel(list(item_ids), weights.astype(np.float32), popularity.astype(np.float32), users)
+    del gram
+    precision /= -np.diag(precision)
+    precision[np.diag_indices(n)] = 0.0
+    return precision.astype(np.float32)
+
+
+def _ease_dual(x: np.ndarray, l2: float) -> np.ndarray:
+    """The same weights through the (users x users) kernel, for fewer users than items."""
+    kernel = x @ x.T
+    kernel[np.diag_indices(len(x))] += l2
+    solved = np.linalg.solve(kernel, x)  # (XX' + l2 I)^-1 X
+    diagonal = np.einsum("ui,ui->i", x, solved)  # M_jj, kept in double precision: 1 - M_jj can be small
+    weights = x.T.astype(np.float32) @ solved.astype(np.float32)
+    weights /= (1.0 - diagonal).astype(np.float32)
+    weights[np.diag_indices(len(weights))] = 0.0
+    return weights
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,10 +171,11 @@ def score(space: ItemSpace, model: ItemModel | None, history: Mapping[str, float
             i = model.index.get(item)
             if i is not None and strength > 0:
                 x[i] = strength
-        mapped = np.array([model.index.get(item, -1) for item in space.item_ids])
+        mapped = np.array([model.index.get(item, -1) for item in space.item_ids], dtype=np.intp)
         known = mapped >= 0
-        if x.any():
-            collaborative[known] = (x @ model.weights)[mapped[known]]
+        active = np.flatnonzero(x)
+        if active.size:  # x_u B over the user's own items only: a short history reads a few rows of B
+            collaborative[known] = (x[active] @ model.weights[active])[mapped[known]]
         popular[known] = model.popularity[mapped[known]]
     for item, strength in history.items():
         i = space.index.get(item)

@@ -72,8 +72,8 @@ def walk(model: BaseModel, reason_for: Callable[[str], str | None], path: str = 
                 updates[name] = None
                 withheld.append(Withholding(where, "unclassified", "unclassified"))
             continue
-        if category in cat.NON_PERSONAL or _empty(value):
-            continue
+        if category in cat.NON_PERSONAL or value is None:
+            continue  # an empty list or mapping still tells something about its category: it is gated too
         reason = reason_for(category)
         if reason is None:
             released.append(where)

@@ -49,7 +49,9 @@ def build_server(runtime: Runtime, *, caller_from: CallerSource = "local", local
     if caller_from == "token":
         base = base_url or "http://127.0.0.1:8765"
         auth = {"token_verifier": HashedTokenVerifier(runtime.settings),
-                "auth": AuthSettings(issuer_url=base, resource_server_url=f"{base}/mcp", required_scopes=[SCOPE])}
+                # The verifier is the audience check: a token is valid here only if its digest is configured here.
+                "auth": AuthSettings(issuer_url=base, resource_server_url=f"{base}/mcp", required_scopes=[SCOPE],
+                                     validate_token_resource=False)}
     server: MCPServer[Any] = MCPServer(
         "mnky-profiles", title="mnky-profiles", version=__version__, instructions=INSTRUCTIONS,
         middleware=[surface.middleware], **auth,

@@ -7,7 +7,7 @@ import secrets
 
 from mcp.server.auth.provider import AccessToken
 
-from .settings import Settings
+from .settings import ConfigError, Settings
 
 SCOPE = "mnky-profiles"
 
@@ -26,7 +26,13 @@ class HashedTokenVerifier:
     """The SDK's ``TokenVerifier``: a token is valid when its SHA-256 digest is configured for a caller."""
 
     def __init__(self, settings: Settings) -> None:
-        self._by_digest = {d: name for name, c in settings.callers.items() for d in c.token_sha256}
+        self._by_digest: dict[str, str] = {}
+        for name, caller in settings.callers.items():
+            for d in caller.token_sha256:
+                other = self._by_digest.setdefault(d, name)
+                if other != name:
+                    raise ConfigError(f"callers.{name}.token_sha256: the same token is configured for {other!r}; "
+                                      "a token identifies exactly one caller")
         self._subjects = {name: c.subject for name, c in settings.callers.items()}
 
     @property

@@ -6,21 +6,30 @@ import argparse
 import ipaddress
 import json
 import logging
+import re
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
+from pydantic_settings import SettingsError
 
 from .. import __version__
-from .settings import ConfigError, Settings, load_settings
+from .settings import ENV_PREFIX, ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from .gating import CallerSource
 
 log = logging.getLogger("mnky_profiles")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
+MCP_PATH = "/mcp"
 INSPECTOR = "@modelcontextprotocol/inspector@2.12.0"
+# The hosts for which the SDK turns on its own Host/Origin (DNS-rebinding) checks.
+_SDK_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def _is_loopback(host: str) -> bool:
@@ -32,54 +41,159 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def attach_instructions(host: str, port: int, config: Path | None, tokens: bool) -> str:
-    url = f"http://{host}:{port}/mcp"
-    cfg = ["--config", str(config.resolve())] if config else []
-    snippet = {"mcpServers": {"mnky-profiles": {
-        "command": str(Path(sys.executable).with_name("mnky-profiles")), "args": ["serve", *cfg]}}}
+def _is_wildcard(host: str) -> bool:
+    if host == "":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
+def _url_host(host: str) -> str:
+    """The host as it appears in a URL: a wildcard bind is reached on loopback; IPv6 goes in brackets."""
+    if _is_wildcard(host):
+        return "[::1]" if ":" in host else "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
+
+
+def _port(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port (0-65535; 0 picks a free one)")
+    return port
+
+
+def _self_command() -> list[str]:
+    """How a chat client starts this program: the console script next to this interpreter, if installed."""
+    script = Path(sys.executable).with_name("mnky-profiles")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-m", "mnky_profiles.server.cli"]
+
+
+def attach_instructions(host: str, port: int, config: Path | None, tokens: bool,
+                        data_dir: Path | None = None, local_caller: str | None = None) -> str:
+    """The banner of ``serve --transport http`` and ``demo``: where MCP is and how to attach clients to it."""
+    base = f"http://{_url_host(host)}:{port}"
+    url = base + MCP_PATH
+    command, *args = _self_command()
+    stdio: dict[str, Any] = {"command": command,
+                             "args": [*args, "serve", *(["--config", str(config.resolve())] if config else [])]}
+    if data_dir is not None:
+        # A chat client starts the server in a directory of its own: pin the data to this server's.
+        stdio["env"] = {"MNKY_DATA_DIR": str(data_dir.resolve())}
+    snippet = {"mcpServers": {"mnky-profiles": stdio}}
     header = ' --header "Authorization: Bearer <token>"' if tokens else ""
-    return "\n".join([
+    if tokens:
+        who = 'each request needs "Authorization: Bearer <token>" (make one: mnky-profiles token new CALLER)'
+    else:
+        who = f"no tokens configured, every request acts as {local_caller or 'the local caller'} (loopback only)"
+    lines = [
         f"mnky-profiles {__version__} serving MCP over streamable HTTP at {url}",
-        f"  health:     curl http://{host}:{port}/health",
-        f"  Inspector:  npx {INSPECTOR}  (transport: Streamable HTTP, URL: {url})",
-        f"  CLI check:  npx {INSPECTOR} --cli {url} --transport http --method tools/list{header}",
+        f"  health:     curl {base}/health",
+        f"  callers:    {who}",
+    ]
+    if _is_wildcard(host):
+        lines.append(f"  listening on every interface ({host or 'all'}): from elsewhere use this machine's address")
+    lines += [
+        f"  Inspector:  npx -y {INSPECTOR} --transport http --server-url {url}{header}",
+        f"  CLI check:  npx -y {INSPECTOR} --cli {url} --transport http --method tools/list{header}",
         "  Chat client (stdio), e.g. in claude_desktop_config.json:",
         "    " + json.dumps(snippet, indent=2).replace("\n", "\n    "),
+        f"  Chat client (streamable HTTP): URL {url}" + (", header Authorization: Bearer <token>" if tokens else ""),
         "Stop with Ctrl-C.",
-    ])
+    ]
+    return "\n".join(lines)
+
+
+def _caller_source(settings: Settings, transport: str, host: str) -> CallerSource:
+    """Where callers come from, checked before anything starts: tokens over HTTP, else the local caller.
+
+    HTTP with no tokens serves the local caller on loopback only: anyone who can reach a wider bind would act as it.
+    """
+    from .auth import HashedTokenVerifier
+
+    tokens = transport == "http" and HashedTokenVerifier(settings).configured
+    if transport == "http" and not tokens and not _is_loopback(host):
+        raise ConfigError(
+            f"refusing to serve on {host or 'every interface'}: no caller has a token, so anyone who can reach it "
+            f"would act as the local caller. Bind to 127.0.0.1, or give callers tokens "
+            f"(mnky-profiles token new CALLER).")
+    if not tokens and settings.local_caller is None:
+        where = "over stdio" if transport == "stdio" else "over HTTP without tokens"
+        raise ConfigError(f"local_caller is not set, so nobody could call the server {where}. Set local_caller to "
+                          f"one of the callers ({', '.join(settings.callers) or 'none configured'})"
+                          + (", or give callers tokens." if transport == "http" else "."))
+    return "token" if tokens else "local"
+
+
+def _transport_security(host: str, port: int) -> Any:
+    """Host/Origin checks against DNS rebinding for the bind address (None: the SDK's own loopback checks)."""
+    from mcp.server.transport_security import TransportSecuritySettings
+
+    if host in _SDK_LOOPBACK:
+        return None
+    if _is_wildcard(host):
+        # The names clients use for this machine are unknown here. Serving every interface needs bearer tokens
+        # (see _caller_source), which a rebinding page does not have, so the Host check adds nothing there.
+        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    name = _url_host(host)
+    hosts = [f"{name}:{port}", name]
+    origins = [f"http://{name}:{port}"]
+    if _is_loopback(host):
+        hosts += [f"{h}:*" for h in ("127.0.0.1", "localhost", "[::1]")]
+        origins += [f"http://{h}:*" for h in ("127.0.0.1", "localhost", "[::1]")]
+    return TransportSecuritySettings(allowed_hosts=hosts, allowed_origins=origins)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind before anything else starts, so a busy port is a clear error and port 0 gets a real number."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigError(f"cannot listen on {host}:{port}: {reason}. Choose another --port or --host.") from None
 
 
 async def _serve(settings: Settings, transport: str, host: str, port: int, config: Path | None,
                  banner: bool = True) -> None:
     from .app import build_server
-    from .auth import HashedTokenVerifier
     from .runtime import bootstrap
 
-    runtime = await bootstrap(settings)
-    try:
-        if transport == "stdio":
-            await build_server(runtime, caller_from="local").run_stdio_async()
-            return
-        import uvicorn
-        from mcp.server.transport_security import TransportSecuritySettings
+    caller_from = _caller_source(settings, transport, host)
+    if transport == "stdio":
+        runtime = await bootstrap(settings)
+        try:
+            await build_server(runtime, caller_from=caller_from).run_stdio_async()
+        finally:
+            await runtime.close()
+        return
 
-        tokens = HashedTokenVerifier(settings).configured
-        if not tokens and not _is_loopback(host):
-            raise ConfigError(
-                f"refusing to serve on {host}: no caller has a token, so anyone who can reach it would act as "
-                f"the local caller. Bind to 127.0.0.1, or give callers tokens (mnky-profiles token new CALLER).")
-        base = f"http://{host}:{port}"
-        server = build_server(runtime, caller_from="token" if tokens else "local", base_url=base)
-        security = None
-        if not _is_loopback(host):
-            security = TransportSecuritySettings(allowed_hosts=[f"{host}:{port}", host], allowed_origins=[base])
-        app = server.streamable_http_app(streamable_http_path="/mcp", host=host, transport_security=security)
-        if banner:
-            print(attach_instructions(host, port, config, tokens), file=sys.stderr, flush=True)
-        config_ = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
-        await uvicorn.Server(config_).serve()
+    import uvicorn
+
+    sock = _listen(host, port)
+    try:
+        port = sock.getsockname()[1]
+        runtime = await bootstrap(settings)
+        try:
+            base = f"http://{_url_host(host)}:{port}"
+            server = build_server(runtime, caller_from=caller_from, base_url=base)
+            app = server.streamable_http_app(streamable_http_path=MCP_PATH, host=host,
+                                             transport_security=_transport_security(host, port))
+            if banner:
+                print(attach_instructions(host, port, config, caller_from == "token", settings.data_dir,
+                                          settings.local_caller), file=sys.stderr, flush=True)
+            config_ = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+            await uvicorn.Server(config_).serve(sockets=[sock])
+        finally:
+            await runtime.close()
     finally:
-        await runtime.close()
+        sock.close()
 
 
 async def _demo(settings: Settings, users: int, seed: int) -> dict[str, Any]:
@@ -124,6 +238,16 @@ async def _migrate(settings: Settings) -> str | None:
         await store.close()
 
 
+def _settings_error(exc: SettingsError) -> str:
+    """An environment value the settings could not even parse (a structured key given as non-JSON)."""
+    found = re.search(r'field "([^"]+)"', str(exc))
+    if found is None:
+        return str(exc)
+    key = found.group(1)
+    env = ENV_PREFIX + key.upper()
+    return f"{key}: {env} must hold JSON for this key, or set its keys one at a time as {env}__<KEY>"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mnky-profiles", description="A user-profiling MCP server with "
                                      "privacy built in.")
@@ -136,14 +260,16 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = with_config(sub.add_parser("serve", help="serve MCP over stdio or streamable HTTP"))
     serve.add_argument("--transport", choices=["stdio", "http"], default="stdio")
-    serve.add_argument("--host", default=DEFAULT_HOST)
-    serve.add_argument("--port", type=int, default=DEFAULT_PORT)
+    serve.add_argument("--host", default=DEFAULT_HOST, help=f"HTTP bind address (default {DEFAULT_HOST}); "
+                       "a non-loopback address needs callers with tokens")
+    serve.add_argument("--port", type=_port, default=DEFAULT_PORT, help=f"HTTP port (default {DEFAULT_PORT}; "
+                       "0 picks a free one)")
 
     demo = with_config(sub.add_parser("demo", help="load the demo catalog and population, then serve over HTTP"))
     demo.add_argument("--users", type=int, default=500)
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--host", default=DEFAULT_HOST)
-    demo.add_argument("--port", type=int, default=DEFAULT_PORT)
+    demo.add_argument("--port", type=_port, default=DEFAULT_PORT)
     demo.add_argument("--no-serve", action="store_true", help="load the data and exit")
 
     audit = sub.add_parser("audit", help="the audit log")
@@ -176,6 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "serve":
             anyio.run(_serve, settings, args.transport, args.host, args.port, args.config)
         elif args.command == "demo":
+            if not args.no_serve:
+                _caller_source(settings, "http", args.host)  # refuse a bind it would not serve before loading
             summary = anyio.run(_demo, settings, args.users, args.seed)
             print("demo data loaded: " + ", ".join(f"{k} {v}" for k, v in summary.items()), file=sys.stderr)
             if not args.no_serve:
@@ -186,6 +314,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"schema at revision {anyio.run(_migrate, settings)}")
     except ConfigError as exc:
         print(f"mnky-profiles: {exc}", file=sys.stderr)
+        return 2
+    except SettingsError as exc:
+        print(f"mnky-profiles: invalid configuration: {_settings_error(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import re
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from mcp.types import INTERNAL_ERROR, INVALID_PARAMS, CallToolResult, TextConten
 from ..domain.audit import AuditEntry, Withholding
 from ..domain.callers import Caller
 from ..domain.errors import DomainError, NotPermitted
+from ..domain.purposes import PURPOSES
 from ..privacy.gate import Access
 from ..privacy.surface import Handler
 from ..store.sql.database import StorageError
@@ -33,6 +35,7 @@ log = logging.getLogger("mnky_profiles.gate")
 
 GATED_METHODS = {"tools/call": "tool", "resources/read": "resource", "prompts/get": "prompt"}
 CallerSource = Literal["local", "token"]
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,31}")
 
 
 @dataclass
@@ -161,19 +164,28 @@ class GatedSurface:
             caller = self.caller().name
         except NotPermitted:
             caller = "unknown"
-        await _audit_quietly(self, caller, f"{kind}:{_target(ctx)}", arguments if isinstance(arguments, dict)
-                             else {}, None, outcome)
+        await _audit_quietly(self, caller, f"{kind}:{_audited_target(ctx, kind)}",
+                             arguments if isinstance(arguments, dict) else {}, None, outcome)
 
 
 def _purpose_arg(arguments: dict[str, Any]) -> str | None:
     purpose = arguments.get("purpose")
-    return purpose[:32] if isinstance(purpose, str) else None
+    return purpose if isinstance(purpose, str) and purpose in PURPOSES else None  # never echo caller text
 
 
 def _target(ctx: Any) -> str:
     params = ctx.params or {}
     target = params.get("name") or params.get("uri") or "?"
     return str(target)[:200]
+
+
+def _audited_target(ctx: Any, kind: str) -> str:
+    """What the audit names: a resource URI carries identifiers (profile://u1), so only its scheme is kept."""
+    target = _target(ctx)
+    if kind != "resource":
+        return target
+    scheme = target.split("://", 1)[0]
+    return f"{scheme}://..." if _SCHEME.fullmatch(scheme) and "://" in target else "?"
 
 
 def _is_error(result: Any) -> bool:

@@ -6,14 +6,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..domain.callers import Caller
-from ..domain.ports import Clock
+from ..domain.ports import Clock, Embedder, VectorIndex
 from ..privacy.audit import AuditLog
 from ..privacy.gate import Gate
 from ..privacy.pseudonyms import Pseudonymizer
 from ..store.sql.store import SQLStore
 from ..usecases.app import UseCases
 from ..usecases.consent import Consents
+from ..usecases.discovery import Discovery
 from ..usecases.events import Events
+from ..usecases.learning import Learner
 from ..usecases.profiles import Profiles
 from .settings import Settings
 
@@ -42,8 +44,14 @@ class Runtime:
     audit: AuditLog
     pseudonyms: Pseudonymizer
     callers: dict[str, Caller]
+    embedder: Embedder
+    index: VectorIndex
 
     async def close(self) -> None:
+        await self.index.close()
+        close = getattr(self.embedder, "close", None)
+        if close is not None:
+            await close()
         await self.store.close()
 
 
@@ -54,23 +62,76 @@ def open_store(settings: Settings) -> SQLStore:
     return SQLStore.sqlite(settings.sqlite_path)
 
 
+def open_embedder(settings: Settings, store: SQLStore) -> Embedder:
+    if settings.user_profiling.embedder == "openai":
+        from ..store.embedders.cache import SQLEmbeddingCache
+        from ..store.embedders.openai import OpenAIEmbedder
+
+        o = settings.openai
+        return OpenAIEmbedder.connect(
+            SQLEmbeddingCache(store.db), api_key=o.api_key.get_secret_value() if o.api_key else None,
+            base_url=o.base_url, model=o.model, dimensions=o.dimensions, batch_size=o.batch_size,
+            timeout=o.timeout_seconds, max_retries=o.max_retries)
+    from ..store.embedders.hashing import HashingEmbedder
+
+    return HashingEmbedder(settings.hashing.dim)
+
+
+async def open_index(settings: Settings, embedder: Embedder) -> tuple[VectorIndex, bool]:
+    """The similarity index, and whether it must be rebuilt from the database."""
+    if settings.user_profiling.vector_store == "pinecone":
+        from ..store.vectors.pinecone import PineconeIndex
+
+        p = settings.pinecone
+        index = await PineconeIndex.connect(
+            dim=embedder.dim, api_key=p.api_key.get_secret_value() if p.api_key else None, host=p.host,
+            index_name=p.index_name, namespace=p.namespace, timeout=p.timeout_seconds,
+            consistency_window=p.consistency_window_seconds)
+        return index, False  # the service keeps it; `mnky-profiles reindex` rebuilds on demand
+    from ..store.vectors.local import LocalVectorIndex
+
+    o = settings.local_index
+    local = LocalVectorIndex.open(
+        settings.vector_dir, embedder.dim, discard_mismatched=True, space=embedder.name,
+        hnsw_threshold=o.hnsw_threshold, connectivity=o.connectivity, expansion_add=o.expansion_add,
+        expansion_search=o.expansion_search, fsync=o.fsync)
+    return local, local.was_reset or await local.count() == 0
+
+
 async def bootstrap(settings: Settings, clock: Clock | None = None) -> Runtime:
     clock = clock or SystemClock()
     store = open_store(settings)
+    closing: list[object] = [store]
     try:
         await store.migrate()
         pseudonyms = Pseudonymizer(await store.secret("pseudonyms"))
+        embedder = open_embedder(settings, store)
+        closing.insert(0, embedder)
+        index, stale = await open_index(settings, embedder)
+        closing.insert(0, index)
+        profiling = settings.user_profiling
+        learner = Learner(store, embedder, index, clock, half_life_days=settings.learning.half_life_days,
+                          realtime=profiling.update_frequency == "realtime",
+                          model_path=settings.data_dir / "models" / f"items-{store.dialect}.npz")
+        if stale:
+            await learner.rebuild_index()
+        learner.load_model()
     except BaseException:
-        await store.close()
+        for part in closing:
+            close = getattr(part, "close", None)
+            if close is not None:
+                await close()
         raise
-    profiling = settings.user_profiling
     usecases = UseCases(
-        profiles=Profiles(store),
-        events=Events(store, profiling.retention_days),
-        consents=Consents(store),
+        profiles=Profiles(store, learner),
+        events=Events(store, profiling.retention_days, learner),
+        consents=Consents(store, learner),
+        learner=learner,
+        discovery=Discovery(store, learner, pseudonyms),
     )
     return Runtime(
         settings=settings, store=store, clock=clock,
         gate=Gate(store, clock, profiling.anonymization), usecases=usecases,
         audit=AuditLog(store), pseudonyms=pseudonyms, callers=callers_from(settings),
+        embedder=embedder, index=index,
     )

@@ -8,7 +8,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ..domain import categories as cat
@@ -31,6 +40,14 @@ class UserProfiling(BaseModel):
     update_frequency: Literal["realtime", "batch"] = "realtime"
     retention_days: int = Field(1095, ge=1, le=36500)
     anonymization: bool = True
+
+
+class LearningSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    half_life_days: float = Field(90.0, gt=0, le=3650, description="Inferred preference weights halve this often.")
+    refit_minutes: float = Field(60.0, gt=0, description="How often a running server refits the shared model "
+                                 "(and, with update_frequency batch, applies queued signals).")
 
 
 class CallerSettings(BaseModel):
@@ -75,30 +92,100 @@ class CallerSettings(BaseModel):
         return self
 
 
+class HashingSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    dim: int = Field(128, ge=8, le=4096, description="Dimension of the hashing embedder's vectors.")
+
+
+class OpenAISettings(BaseModel):
+    """The openai embedder. The API key comes from the environment (MNKY_OPENAI__API_KEY or OPENAI_API_KEY)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    api_key: SecretStr | None = Field(None, description="Secret: set MNKY_OPENAI__API_KEY, not the file.")
+    base_url: str | None = Field(None, description="An OpenAI-compatible API (default: the OpenAI API).")
+    model: str = Field("text-embedding-3-small", min_length=1, max_length=80)
+    dimensions: int | None = Field(None, ge=1, le=8192,
+                                   description="Output size to ask for (text-embedding-3 models); needed for "
+                                               "models whose size is not known.")
+    batch_size: int = Field(512, ge=1, le=2048, description="Texts per request.")
+    timeout_seconds: float = Field(30.0, gt=0)
+    max_retries: int = Field(2, ge=0, le=10)
+
+
+class LocalIndexSettings(BaseModel):
+    """The local vector index (files under ``data_dir``/vectors)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hnsw_threshold: int = Field(20_000, ge=0, description="Above this many users an HNSW graph answers queries; "
+                                                           "below it, exact search.")
+    connectivity: int = Field(16, ge=4, le=128, description="HNSW links per node (fixed once the graph exists).")
+    expansion_add: int = Field(128, ge=8, le=4096, description="HNSW candidate list while inserting.")
+    expansion_search: int = Field(96, ge=8, le=4096, description="HNSW candidate list while searching.")
+    fsync: bool = Field(False, description="Flush every change to disk before returning (survives power loss).")
+
+
+class PineconeSettings(BaseModel):
+    """The pinecone vector store. The API key comes from the environment (MNKY_PINECONE__API_KEY or
+    PINECONE_API_KEY)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    api_key: SecretStr | None = Field(None, description="Secret: set MNKY_PINECONE__API_KEY, not the file.")
+    host: str | None = Field(None, description="The index's data-plane host; skips the control-plane lookup.")
+    index_name: str | None = Field(None, description="The index, resolved to its host once at start.")
+    namespace: str = Field("users", max_length=64)
+    timeout_seconds: float = Field(30.0, gt=0)
+    consistency_window_seconds: float = Field(60.0, ge=0, description="How long deleted users stay masked "
+                                              "in results while the service catches up.")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid")
 
     user_profiling: UserProfiling = UserProfiling()
+    learning: LearningSettings = LearningSettings()
     data_dir: Path = Field(Path("var"), description="Where the SQLite file and local indexes live.")
-    database_url: str | None = Field(None, description="PostgreSQL URL when storage is postgresql.")
+    database_url: str | None = Field(None, validate_default=True,
+                                     description="PostgreSQL URL when storage is postgresql.")
     database_schema: str | None = Field(None, pattern=r"^[a-z_][a-z0-9_]{0,62}$",
                                         description="PostgreSQL schema to keep the tables in (default: public).")
     callers: dict[str, CallerSettings] = Field(default_factory=dict)
     local_caller: str | None = Field(
         None, description="The caller for stdio and for HTTP on loopback when no tokens are configured.")
+    hashing: HashingSettings = HashingSettings()
+    openai: OpenAISettings = OpenAISettings()
+    local_index: LocalIndexSettings = LocalIndexSettings()
+    pinecone: PineconeSettings = PineconeSettings()
 
-    @model_validator(mode="after")
-    def _consistent(self) -> Settings:
-        if self.user_profiling.storage == "postgresql" and not self.database_url:
+    # Cross-field checks are field validators (fields validate in declaration order), so an error names its key
+    # and ``_describe`` can tell whether the value came from the environment.
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        profiling = info.data.get("user_profiling")
+        if profiling is not None and profiling.storage == "postgresql" and not value:
             raise ValueError("user_profiling.storage is postgresql but database_url is not set "
                              f"(set {ENV_PREFIX}DATABASE_URL)")
-        if self.local_caller is not None and self.local_caller not in self.callers:
-            raise ValueError(f"local_caller {self.local_caller!r} is not one of the callers")
-        return self
+        return value
+
+    @field_validator("local_caller")
+    @classmethod
+    def _local_caller(cls, value: str | None, info: ValidationInfo) -> str | None:
+        callers = info.data.get("callers")
+        if value is not None and callers is not None and value not in callers:
+            raise ValueError(f"local_caller {value!r} is not one of the callers ({', '.join(callers) or 'none'})")
+        return value
 
     @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "mnky-profiles.db"
+
+    @property
+    def vector_dir(self) -> Path:
+        return self.data_dir / "vectors"
 
     @classmethod
     def settings_customise_sources(
@@ -122,12 +209,34 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def _describe(exc: ValidationError, path: Path | None) -> str:
+def _env_origin(loc: tuple[int | str, ...]) -> str | None:
+    """The environment variable a value at ``loc`` came from: its own (``MNKY_A__B``) or an enclosing one holding
+    JSON (``MNKY_A``). Names match case-insensitively, as the settings read them."""
+    names = {name.upper(): name for name in os.environ}
+    parts = [str(p).upper() for p in loc]
+    for end in range(len(parts), 0, -1):
+        name = names.get(ENV_PREFIX + "__".join(parts[:end]))
+        if name is not None:
+            return name
+    return None
+
+
+def _in_file(loc: tuple[int | str, ...], data: dict[str, Any]) -> bool:
+    node: Any = data
+    for part in loc:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return False
+    return bool(loc)
+
+
+def _describe(exc: ValidationError, path: Path | None, data: dict[str, Any]) -> str:
     lines = []
     for err in exc.errors():
         key = ".".join(str(part) for part in err["loc"]) or "(top level)"
-        env = ENV_PREFIX + "__".join(str(p).upper() for p in err["loc"])
-        origin = f" (from {env})" if env in os.environ else (f" (in {path})" if path else "")
+        env = _env_origin(err["loc"])
+        origin = f" (from {env})" if env else (f" (in {path})" if path and _in_file(err["loc"], data) else "")
         lines.append(f"  {key}: {err['msg']}{origin}")
     return "invalid configuration:\n" + "\n".join(lines)
 
@@ -140,4 +249,4 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     try:
         return Settings(**data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, source)) from None
+        raise ConfigError(_describe(exc, source, data)) from None

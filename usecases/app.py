@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from ..privacy.gate import Access
 from .consent import Consents
+from .discovery import Discovery
 from .events import Events
+from .learning import Learner
 from .profiles import Profiles
 
 
@@ -15,6 +17,8 @@ class UseCases:
     profiles: Profiles
     events: Events
     consents: Consents
+    learner: Learner
+    discovery: Discovery
 
 
 @dataclass(frozen=True, slots=True)

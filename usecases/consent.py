@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from ..domain.consent import SALE_OPT_OUT_SOURCES, ConsentDecision, ConsentRecord
 from ..domain.errors import InvalidArgument, UnknownUser
 from ..domain.ports import Store
 from ..domain.purposes import CONSENT_PURPOSES, PURPOSES
+from ..domain.text import is_storable
 from ..privacy.gate import Access
+from .learning import Learner
 from .views import ConsentEntry, ConsentLedgerView, ConsentView
 
 MAX_EVIDENCE = 2000
@@ -31,8 +33,9 @@ def _purpose(name: str) -> str:
 
 
 class Consents:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, learner: Learner) -> None:
         self.store = store
+        self.learner = learner
 
     async def check(self, access: Access, user_id: str, purpose: str) -> ConsentView:
         _purpose(purpose)
@@ -69,6 +72,8 @@ class Consents:
             raise InvalidArgument(f"Source {source!r} is an opt-out of sale or sharing; it applies to marketing.")
         if evidence is not None and len(evidence) > MAX_EVIDENCE:
             raise InvalidArgument(f"evidence is longer than {MAX_EVIDENCE} characters.")
+        if not is_storable(source) or (evidence is not None and not is_storable(evidence)):
+            raise InvalidArgument("source and evidence may not hold NUL characters or unpaired surrogates.")
         if granted and spec.basis == "explicit_consent" and not (evidence and evidence.strip()):
             raise InvalidArgument(
                 f"Purpose {purpose!r} needs explicit consent: record what the user was told and agreed to.",
@@ -83,6 +88,10 @@ class Consents:
                 raise InvalidArgument(f"expires_at {expires_at!r} is not an ISO 8601 timestamp.") from None
             if expiry.tzinfo is None:
                 raise InvalidArgument(f"expires_at {expires_at!r} has no time zone.")
+            try:
+                expiry = expiry.astimezone(UTC)
+            except OverflowError:
+                raise InvalidArgument(f"expires_at {expires_at!r} is out of range.") from None
             if expiry <= access.now:
                 raise InvalidArgument(f"expires_at {expires_at!r} is not in the future.")
         async with self.store.write() as repo:
@@ -93,5 +102,6 @@ class Consents:
             state = "granted" if granted else ("withdrawn" if before and before.state == "granted" else "denied")
             await repo.add_consent(ConsentRecord(user_id, purpose, state, source, access.now, evidence, expiry))
             consents = await repo.consents(user_id)
+        await self.learner.on_consent(user_id, purpose)  # profiling: into the similarity index or out of it now
         return _view(user_id, consents.decide(purpose, access.now))
 

@@ -11,7 +11,9 @@ from typing import Any
 from ..domain.errors import InvalidArgument, UnknownItem, UnknownUser
 from ..domain.events import EVENT_TYPES, MAX_PROPERTIES, MAX_PROPERTY_BYTES, Event, check_properties
 from ..domain.ports import Store
+from ..domain.text import all_storable, is_storable
 from ..privacy.gate import Access
+from .learning import Learner
 from .views import EventsRecorded
 
 MAX_BATCH = 500
@@ -37,7 +39,10 @@ def parse_time(raw: str | None, now: datetime, retention_days: int, where: str) 
                               "Use e.g. 2026-11-26T09:30:00Z, with a time zone.") from None
     if value.tzinfo is None:
         raise InvalidArgument(f"{where}occurred_at {raw!r} has no time zone.", "Add Z or an offset like +01:00.")
-    value = value.astimezone(UTC)
+    try:
+        value = value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidArgument(f"{where}occurred_at {raw!r} is out of range.") from None
     if value > now + CLOCK_SKEW:
         raise InvalidArgument(f"{where}occurred_at {raw!r} is in the future.")
     if value < now - timedelta(days=retention_days):
@@ -53,6 +58,8 @@ def validate(raw: EventInput, now: datetime, retention_days: int, where: str = "
                               f"Event types: {', '.join(EVENT_TYPES)}.")
     if spec.needs_item and not raw.item_id:
         raise InvalidArgument(f"{where}Event type {raw.event_type!r} needs an item_id.")
+    if raw.item_id and not is_storable(raw.item_id):
+        raise InvalidArgument(f"{where}item_id holds a NUL character or an unpaired surrogate.")
     properties = raw.properties or {}
     if len(properties) > MAX_PROPERTIES:
         raise InvalidArgument(f"{where}properties has {len(properties)} keys; at most {MAX_PROPERTIES}.")
@@ -64,6 +71,8 @@ def validate(raw: EventInput, now: datetime, retention_days: int, where: str = "
         raise InvalidArgument(f"{where}properties must be plain JSON.") from None
     if size > MAX_PROPERTY_BYTES:
         raise InvalidArgument(f"{where}properties is {size} bytes as JSON; at most {MAX_PROPERTY_BYTES}.")
+    if not all_storable(properties):
+        raise InvalidArgument(f"{where}properties holds a NUL character or an unpaired surrogate.")
     try:
         check_properties(raw.event_type, properties)
     except InvalidArgument as exc:
@@ -73,10 +82,10 @@ def validate(raw: EventInput, now: datetime, retention_days: int, where: str = "
 
 
 class Events:
-    def __init__(self, store: Store, retention_days: int, learner: Any = None) -> None:
+    def __init__(self, store: Store, retention_days: int, learner: Learner) -> None:
         self.store = store
         self.retention_days = retention_days
-        self.learner = learner  # preference learning hooks in here
+        self.learner = learner
 
     async def record(self, access: Access, raw: Sequence[EventInput]) -> EventsRecorded:
         if not raw:
@@ -98,7 +107,7 @@ class Events:
                 raise UnknownItem(f"Unknown item_id {sorted(unknown)[0]!r}.",
                                   "Record events only for items in the catalog.")
             ids = await repo.add_events(events, access.now)
-            learning = "none"
-            if self.learner is not None:
-                learning = await self.learner.on_events(repo, events)
+            learning = await self.learner.on_events(repo, ids, events)
+        if learning == "applied":
+            await self.learner.refresh(users)
         return EventsRecorded(recorded=len(ids), event_ids=ids, learning=learning)

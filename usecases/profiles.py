@@ -11,6 +11,7 @@ from ..domain.fields import BY_NAME, SECTIONS
 from ..domain.ports import Store
 from ..domain.profiles import Attribute, check_source, coerce_value, winning
 from ..privacy.gate import Access
+from .learning import Learner
 from .views import (
     SECTION_MODELS,
     AttributeView,
@@ -26,8 +27,9 @@ RECENT_WINDOW = 500  # events the behaviour patterns are read from
 
 
 class Profiles:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, learner: Learner) -> None:
         self.store = store
+        self.learner = learner
 
     async def view(self, access: Access, user_id: str, sections: Sequence[str] | None) -> ProfileView:
         wanted = list(SECTIONS) if not sections else list(dict.fromkeys(sections))
@@ -109,4 +111,9 @@ class Profiles:
                 await repo.create_profile(user_id, access.now)
                 created = True
             await repo.put_attributes(user_id, values)
+            stated = source == "explicit" and bool({"likes", "dislikes"} & set(attributes))
+            if stated:
+                await self.learner.on_statement(repo, user_id, access.now)
+        if stated:
+            await self.learner.refresh([user_id])
         return ProfileUpdate(user_id=user_id, created=created, updated=sorted(attributes), source=source)

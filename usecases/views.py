@@ -160,3 +160,54 @@ class PrivacySummaryView(GatedResult):
     held: list[HeldSection] | None = disclosed(
         cat.CONSENT + ".transparency", "What kinds of data are held about the user (not the values).")
     decisions: list[ConsentView] = Field(default_factory=list, description="The consent decision per purpose.")
+
+
+class PreferenceItem(BaseModel):
+    token: str = Field(description="facet:value, e.g. note:lavender.")
+    facet: str
+    value: str
+    weight: float = Field(description="Positive likes, negative dislikes; implicit weights decay with time.")
+    confidence: float = Field(description="0 to 1; grows with evidence; 1 for what the user stated.")
+    source: Literal["explicit", "implicit"]
+    evidence_count: int = Field(description="How many signals stand behind the weight.")
+    evidence_event_ids: list[int] = Field(description="The most recent events behind it.")
+    last_update: datetime
+
+
+class PreferencesView(GatedResult):
+    user_id: str = operational("The user.")
+    purpose: str = operational("The purpose they were read for.")
+    preferences: list[PreferenceItem] | None = disclosed(
+        cat.PREFERENCE + ".learned", "Learned and stated preferences, strongest first.")
+
+
+class SimilarUser(BaseModel):
+    pseudonym: str = Field(description="Stable for this caller, unlinkable across callers; never the user id.")
+    similarity: float = Field(description="Cosine similarity of the preference vectors, -1 to 1.")
+    shared_preferences: list[str] = Field(description="Tokens both like, strongest jointly first.")
+
+
+class SimilarUsersView(GatedResult):
+    user_id: str = operational("The user the search started from.")
+    min_similarity: float = operational("Neighbours below this similarity were left out.")
+    neighbours: list[SimilarUser] | None = disclosed(
+        cat.INFERRED + ".similar_users", "Users with similar preferences who consent to profiling.")
+    note: str | None = operational("Why the list is short or empty, when it is.", default=None)
+
+
+class RecommendedItem(BaseModel):
+    item_id: str
+    title: str
+    kind: str
+    score: float = Field(description="Relative relevance; higher is better.")
+    reasons: list[str] = Field(description="Why, in plain words.")
+
+
+class RecommendationsView(GatedResult):
+    user_id: str = operational("The user.")
+    purpose: str = operational("The purpose they were made for.")
+    items: list[RecommendedItem] | None = disclosed(
+        cat.PREFERENCE + ".recommendations", "Recommended items, best first, with reasons.")
+    fallback: str | None = operational(
+        "Set when we know too little about the user: the list is the named fallback (popularity), not "
+        "personal.", default=None)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -14,7 +13,7 @@ from ...domain.catalog import Item
 from ...domain.consent import SALE_OPT_OUT_SOURCES, ConsentRecord, SubjectConsents
 from ...domain.events import Event
 from ...domain.profiles import Attribute
-from ...domain.preferences import Preference
+from ...domain.preferences import Preference, StoredVector
 from . import schema as t
 from .database import Conn
 
@@ -29,14 +28,6 @@ _RECENT = (sa.select(t.events.c.event_type, t.events.c.item_id, t.events.c.prope
 _PREFS = sa.select(t.preferences).where(t.preferences.c.user_id == sa.bindparam("u"))
 _VECTOR = sa.select(t.user_vectors).where(t.user_vectors.c.user_id == sa.bindparam("u"))
 _CONSENTS = sa.select(t.consents).where(t.consents.c.user_id == sa.bindparam("u")).order_by(t.consents.c.id)
-
-
-@dataclass(frozen=True, slots=True)
-class StoredVector:
-    user_id: str
-    model: str
-    data: bytes  # float32, little-endian
-    as_of: datetime
 
 
 def _preference(r: Any) -> Preference:

@@ -1,0 +1,398 @@
+"""The consent gate as properties, and its default-deny rules.
+
+Over callers (built from settings: purposes, categories down to sub-categories, roles, the identifiers flag, a
+bound subject), consent states per purpose, anonymization on and off, and every tool, resource and prompt that
+reads or writes a user: nothing leaves that the caller may not see, the purpose may not use, anonymization hides
+or the subject has not consented to, neither in structured content nor in any text; and each call's audit entry
+names exactly what left and what was held back.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from mcp import Client
+from mcp.shared.exceptions import MCPError
+
+from mnky_profiles.domain.fields import SECTIONS
+from mnky_profiles.domain.purposes import CONSENT_PURPOSES, PURPOSE_NAMES, PURPOSES
+
+from .conftest import ERAS, FakeClock, World, open_world
+from .gate_support import (
+    CONSENT_STATES,
+    MarkedUser,
+    Rule,
+    audit_length,
+    audit_text,
+    caller_from_settings,
+    category_at,
+    connect,
+    covered,
+    covers,
+    declared,
+    newest_entry,
+    personal_fields,
+    result_model,
+    result_texts,
+    seed_marked_user,
+    snapshot,
+    values_at,
+)
+
+pytestmark = pytest.mark.anyio
+
+GRANTS = ("*", "user.contact", "user.contact.email", "user.name", "user.demographic", "user.demographic.language",
+          "user.location", "user.location.country", "user.location.region", "user.location.precise",
+          "user.preference", "user.preference.communication", "user.preference.stated", "user.behavior",
+          "user.psychographic", "user.emotional", "user.inferred", "user.segment", "user.consent",
+          "user.consent.transparency")
+ROLES = ("reader", "writer", "privacy_officer")
+PROFILE_VIEWS = {"get_profile", "profile://{user_id}", "personalize"}
+GATE_REFUSALS = {"error:not_permitted", "error:consent_required"}
+
+def weighted(*choices: tuple[Any, int]) -> st.SearchStrategy[Any]:
+    return st.sampled_from([value for value, weight in choices for _ in range(weight)])
+
+
+def states_for(purpose: str) -> tuple[str, ...]:
+    return CONSENT_STATES + (("sale_opt_out",) if PURPOSES[purpose].opted_out_by_sale_signals else ())
+
+
+def relevant(purpose: str) -> list[str]:
+    """The grants that reach at least one category the purpose uses."""
+    uses = PURPOSES[purpose].uses
+    return [g for g in GRANTS if any(covers(g, u) or covers(u, g) for u in uses)]
+
+
+SPOILERS = (("none", 5), ("role", 1), ("purpose", 1), ("bound", 1), ("consent", 2), ("categories", 1))
+
+
+@st.composite
+def scenarios(draw: st.DrawFn) -> dict[str, Any]:
+    """A caller as settings, the subject's consent per purpose, and the arguments of the calls.
+
+    Drawn around a focus purpose: the caller holds it, may see some of what it uses and the subject granted it,
+    unless one "spoiler" takes exactly one of those away. So half of the examples pass the gate's door and
+    exercise its field-by-field release, and the others each exercise one refusal.
+    """
+    focus = draw(weighted(*((p, 2 if p in ("service", "personalization", "marketing") else 1)
+                            for p in PURPOSE_NAMES)))
+    spoiler = draw(weighted(*SPOILERS))
+    purposes = set(draw(st.lists(st.sampled_from(PURPOSE_NAMES), unique=True))) | {focus}
+    if draw(st.booleans()):
+        purposes.add("service")
+    if spoiler == "purpose":
+        purposes.discard(focus)
+        purposes.add(draw(st.sampled_from([p for p in PURPOSE_NAMES if p != focus])))
+    categories = set(draw(st.lists(st.sampled_from(GRANTS), unique=True, max_size=4)))
+    if draw(st.booleans()):
+        categories.add("user.consent")  # so the ledger's decisions show often enough to be checked
+    if spoiler == "categories":
+        categories -= set(relevant(focus))
+    else:
+        categories |= set(draw(st.lists(st.sampled_from(relevant(focus)), min_size=1, max_size=3, unique=True)))
+    roles = draw(weighted((["reader", "writer"], 3), (["reader"], 1), (list(ROLES), 1)))
+    if spoiler == "role":
+        roles = draw(st.sampled_from([[], ["writer"], ["writer", "privacy_officer"]]))
+    if draw(weighted((True, 1), (False, 3))):
+        consents = dict.fromkeys(CONSENT_PURPOSES, "none")  # never asked: the default
+        if spoiler != "consent" and focus in consents:
+            consents[focus] = "granted"
+    else:
+        consents = {p: draw(weighted(*((s, {"granted": 4, "sale_opt_out": 3}.get(s, 1)) for s in states_for(p))))
+                    for p in CONSENT_PURPOSES}
+        if focus in consents:
+            consents[focus] = (draw(st.sampled_from([s for s in states_for(focus) if s != "granted"]))
+                               if spoiler == "consent" else "granted")
+    held = sorted(purposes)
+    return {
+        "caller": {"purposes": held, "categories": sorted(categories), "roles": roles,
+                   "identifiers": draw(st.booleans()),
+                   "default_purpose": focus if focus in held else draw(st.sampled_from(held))},
+        "consents": consents, "focus": focus, "spoiler": spoiler,
+        "bound": "other" if spoiler == "bound" else draw(weighted(("none", 2), ("self", 1))),
+        "prompt_purpose": draw(weighted((focus, 3), *((p, 1) for p in PURPOSE_NAMES))),
+        "asked": draw(st.sampled_from(PURPOSE_NAMES)),
+        "recorded": draw(st.sampled_from(CONSENT_PURPOSES)),
+        "granted": draw(st.booleans()),
+        "sections": draw(st.none() | st.lists(st.sampled_from(SECTIONS), min_size=1, max_size=4, unique=True)),
+    }
+
+
+@dataclass(frozen=True)
+class Call:
+    kind: str
+    name: str  # tool or prompt name, or the resource's URI template
+    arguments: dict[str, Any]
+    uri: str = ""
+
+
+async def perform(client: Client, call: Call) -> tuple[Any, str | None]:
+    """The result, or the error text: a tool error, or the protocol error a resource or prompt raises."""
+    try:
+        if call.kind == "tool":
+            result = await client.call_tool(call.name, call.arguments)
+            return result, (result.content[0].text if result.is_error else None)
+        if call.kind == "resource":
+            return await client.read_resource(call.uri), None
+        return await client.get_prompt(call.name, call.arguments), None
+    except MCPError as exc:
+        return None, str(exc)
+
+
+async def check_call(world: World, client: Client, user: MarkedUser, call: Call,
+                     sections: list[str] | None = None) -> None:
+    runtime = world.runtime
+    handler = declared(call.kind, call.name)
+    caller = runtime.callers["probe"]
+    purpose = PURPOSES[handler.purpose or call.arguments.get("purpose") or caller.default_purpose]
+    rule = Rule(caller, purpose, user.consented(purpose.name), runtime.settings.user_profiling.anonymization)
+    expect_ok = (handler.role in caller.roles and purpose.name in caller.purposes
+                 and (handler.purpose is not None or any(covered(caller.categories, c) for c in purpose.uses))
+                 and caller.subject in (None, user.user_id)
+                 and purpose.individual and user.consented(purpose.name))
+    where = f"{handler.action} as {caller} for {purpose.name}, consents {user.consents}"
+
+    before = await audit_length(runtime)
+    result, error = await perform(client, call)
+    assert await audit_length(runtime) == before + 1, where
+    entry = await newest_entry(runtime)
+    assert entry.action == handler.action and entry.caller == "probe"
+    assert entry.subject == runtime.pseudonyms.subject(user.user_id)
+    logged = audit_text(entry)
+    assert user.user_id not in logged and not [m for m in user.markers if m in logged], logged
+
+    if not expect_ok:
+        assert error is not None, f"expected a refusal: {where}"
+        assert entry.outcome in GATE_REFUSALS, (entry.outcome, where)
+        assert not entry.released and not entry.withheld
+        assert not [m for m in user.markers if m in error], error
+        return
+
+    assert error is None, f"{where}: {error}"
+    assert entry.outcome == "ok" and entry.purpose == purpose.name
+    shown = "\n".join(result_texts(result))
+    leaked = [m for m, category in user.markers.items() if not rule.allows(category) and m in shown]
+    assert not leaked, f"{where}: {leaked}"
+    model = result_model(handler)
+    assert len(entry.released) == len(set(entry.released))
+    for path in entry.released:
+        assert rule.allows(category_at(model, path)), (path, where)
+    for w in entry.withheld:
+        assert w.category == category_at(model, w.field), w
+        assert w.reason in rule.reasons(w.category), (w, where)
+
+    if call.kind == "prompt":
+        for w in entry.withheld:
+            assert f"{w.field} ({w.reason})" in shown, (w, shown)
+    else:
+        data = result.structured_content if call.kind == "tool" else json.loads(result.contents[0].text)
+        present = personal_fields(model, data)
+        assert sorted(entry.released) == sorted(present), where
+        assert [(w["field"], w["category"], w["reason"]) for w in data["withheld"]] == [
+            (w.field, w.category, w.reason) for w in entry.withheld]
+        for w in entry.withheld:
+            assert all(v is None for v in values_at(data, w.field)), w
+        # The decisions themselves follow the spec for every state: no record, denied, withdrawn, expired, opt-out.
+        decisions = [data] if handler.name == "check_consent" else data.get("decisions", [])
+        for d in decisions:
+            if d.get("allowed") is not None:
+                assert (d["allowed"], d["reason"]) == user.decision(d["purpose"]), (d, user.consents)
+
+    if handler.name in PROFILE_VIEWS:
+        # Not over-withheld either: everything the rule allows in the sections asked for is released and shown.
+        wanted = set(sections or SECTIONS) if handler.name == "get_profile" else set(SECTIONS)
+        expected = {p for p, c in user.attributes.items() if p.split(".")[0] in wanted and rule.allows(c)}
+        expected |= {s for s in ("behavior", "emotional") if s in wanted and rule.allows(f"user.{s}")}
+        assert set(entry.released) == expected, where
+        missing = [m for m, c in user.markers.items()
+                   if user.sections[m] in wanted and rule.allows(c) and m not in shown]
+        assert not missing, f"{where}: {missing}"
+    if handler.name == "consent://{user_id}" and rule.allows("user.consent"):
+        assert all(m in shown for m in user.stored_consent_markers())
+
+
+@pytest.fixture
+async def worlds(tmp_path: Path) -> AsyncIterator[dict[bool, World]]:
+    """Two runtimes, anonymization on and off, each serving a caller named ``probe``.
+
+    The runtime reads its callers on every call, so each example installs the caller it drew, built from
+    settings exactly as the server builds it at start.
+    """
+    clock = FakeClock()
+    probe = {"probe": {"purposes": ["service"], "categories": [], "roles": []}}
+    async with open_world("sqlite", tmp_path / "anonymized", clock, callers=probe, local_caller="probe",
+                          user_profiling={"anonymization": True}) as anonymized, \
+            open_world("sqlite", tmp_path / "plain", clock, callers=probe, local_caller="probe",
+                       user_profiling={"anonymization": False}) as plain:
+        yield {True: anonymized, False: plain}
+
+
+_numbers = itertools.count()
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(scenario=scenarios(), anonymization=st.booleans(), mode=st.sampled_from(ERAS))
+async def test_nothing_leaves_that_the_gate_does_not_allow(
+        worlds: dict[bool, World], scenario: dict[str, Any], anonymization: bool, mode: str) -> None:
+    world = worlds[anonymization]
+    n = next(_numbers)
+    user_id, token = f"subject-{n:05d}", f"tk{n:05d}q"
+    user = await seed_marked_user(world.runtime, user_id, token, scenario["consents"], world.clock.now())
+    subject = {"none": None, "self": user_id, "other": "subject-elsewhere"}[scenario["bound"]]
+    world.runtime.callers["probe"] = caller_from_settings("probe", **scenario["caller"], subject=subject)
+    sections = scenario["sections"]
+
+    calls = [
+        *(Call("tool", "get_profile", {"user_id": user_id, "purpose": purpose}
+               | ({"sections": sections} if sections else {})) for purpose in PURPOSE_NAMES),
+        Call("tool", "check_consent", {"user_id": user_id, "purpose": scenario["asked"]}),
+        Call("resource", "profile://{user_id}", {"user_id": user_id}, f"profile://{user_id}"),
+        Call("resource", "consent://{user_id}", {"user_id": user_id}, f"consent://{user_id}"),
+        Call("prompt", "personalize", {"user_id": user_id, "purpose": scenario["prompt_purpose"]}),
+        Call("prompt", "privacy_summary", {"user_id": user_id}),
+        # Writes last: they change what the reads above would see.
+        Call("tool", "record_event", {"user_id": user_id, "event_type": "view", "item_id": user.behavior_item}),
+        Call("tool", "update_profile", {"user_id": user_id, "attributes": {"interaction_style": "concise"}}),
+        Call("tool", "record_consent", {"user_id": user_id, "purpose": scenario["recorded"],
+                                        "granted": scenario["granted"], "source": "chat:probe",
+                                        "evidence": "The user agreed in chat."}),
+    ]
+    async with connect(world.server("probe"), mode) as client:
+        for call in calls:
+            await check_call(world, client, user, call, sections)
+
+
+# -- default deny ------------------------------------------------------------------------------------------------
+async def call_ok(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error, result.content[0].text
+    return result.structured_content or {}
+
+
+async def seed(world: World, user_id: str = "u1", consent: tuple[str, ...] = ()) -> None:
+    async with connect(world.server("privacy-officer")) as c:
+        await call_ok(c, "update_profile", user_id=user_id, create=True, attributes={
+            "display_name": "Ana Marker", "email": "ana@example.org", "language": "pt-PT",
+            "likes": ["lavender-marker"], "country": "PT", "age_band": "25-34"})
+        for purpose in consent:
+            await call_ok(c, "record_consent", user_id=user_id, purpose=purpose, granted=True, source="test",
+                          evidence="said yes in chat")
+
+
+async def test_no_consent_record_means_no_consent_for_every_consent_purpose(world: World) -> None:
+    await seed(world)
+    async with connect(world.server("privacy-officer")) as c:
+        for purpose in CONSENT_PURPOSES:
+            decision = await call_ok(c, "check_consent", user_id="u1", purpose=purpose)
+            assert (decision["allowed"], decision["reason"]) == (False, "no_record"), purpose
+            if not PURPOSES[purpose].individual:
+                continue
+            before = await audit_length(world.runtime)
+            result = await c.call_tool("get_profile", {"user_id": "u1", "purpose": purpose})
+            assert result.is_error and "no consent record" in result.content[0].text, purpose
+            assert "lavender-marker" not in result.content[0].text
+            assert await audit_length(world.runtime) == before + 1
+            assert (await newest_entry(world.runtime)).outcome == "error:consent_required"
+        # The contract purpose needs no record.
+        assert (await call_ok(c, "check_consent", user_id="u1", purpose="service"))["allowed"] is True
+        assert (await call_ok(c, "get_profile", user_id="u1", purpose="service"))["identity"]["display_name"]
+
+
+async def test_an_unconfigured_category_is_withheld(backend: str, tmp_path: Path, clock: FakeClock) -> None:
+    callers = {
+        "privacy-officer": {"purposes": list(PURPOSE_NAMES), "categories": ["*"],
+                            "roles": ["reader", "writer", "privacy_officer"], "identifiers": True},
+        "narrow": {"purposes": ["service", "personalization"], "categories": ["user.preference"],
+                   "roles": ["reader"]},
+    }
+    async with open_world(backend, tmp_path, clock, callers=callers, local_caller="narrow") as world:
+        await seed(world, consent=("personalization",))
+        async with connect(world.server("narrow")) as c:
+            view = await call_ok(c, "get_profile", user_id="u1", purpose="personalization")
+    assert view["preferences"]["likes"]["value"] == ["lavender-marker"]
+    reasons = {w["field"]: w["reason"] for w in view["withheld"]}
+    # Personalization may use demographics and the country; this caller is not configured for them.
+    assert reasons["demographics.language"] == "caller_not_permitted"
+    assert reasons["demographics.age_band"] == "caller_not_permitted"
+    assert reasons["location.country"] == "caller_not_permitted"
+    assert view["demographics"]["language"] is None and view["location"]["country"] is None
+    assert "pt-PT" not in json.dumps(view) and "25-34" not in json.dumps(view)
+
+
+async def test_a_caller_without_the_purpose_gets_an_audited_tool_error(world: World) -> None:
+    await seed(world, consent=("marketing",))
+    async with connect(world.server("shopping-assistant")) as c:
+        before = await audit_length(world.runtime)
+        result = await c.call_tool("get_profile", {"user_id": "u1", "purpose": "marketing"})
+    assert result.is_error
+    text = result.content[0].text
+    assert "may not act for purpose 'marketing'" in text and "ana@example.org" not in text
+    assert await audit_length(world.runtime) == before + 1
+    entry = await newest_entry(world.runtime)
+    assert (entry.action, entry.caller, entry.outcome) == ("tool:get_profile", "shopping-assistant",
+                                                           "error:not_permitted")
+    assert entry.subject == world.runtime.pseudonyms.subject("u1") and not entry.released
+
+
+async def test_a_caller_without_the_role_gets_an_audited_tool_error(world: World) -> None:
+    await seed(world)
+    before = await snapshot(world.runtime)
+    async with connect(world.server("insights-agent")) as c:
+        result = await c.call_tool("update_profile", {"user_id": "u1", "attributes": {"likes": ["oud"]}})
+    assert result.is_error and "lacks the 'writer' role" in result.content[0].text
+    assert await snapshot(world.runtime) == before
+    entry = await newest_entry(world.runtime)
+    assert (entry.action, entry.outcome) == ("tool:update_profile", "error:not_permitted")
+
+
+async def test_analytics_refuses_individual_level_reads(backend: str, tmp_path: Path, clock: FakeClock) -> None:
+    callers = {
+        "privacy-officer": {"purposes": list(PURPOSE_NAMES), "categories": ["*"],
+                            "roles": ["reader", "writer", "privacy_officer"], "identifiers": True},
+        "analyst": {"purposes": ["analytics"], "default_purpose": "analytics", "categories": ["*"],
+                    "roles": ["reader"]},
+    }
+    async with open_world(backend, tmp_path, clock, callers=callers, local_caller="analyst") as world:
+        await seed(world, consent=("analytics",))
+        async with connect(world.server("privacy-officer")) as c:
+            result = await c.call_tool("get_profile", {"user_id": "u1", "purpose": "analytics"})
+            assert result.is_error and "aggregates only" in result.content[0].text
+            with pytest.raises(MCPError, match="aggregates only"):
+                await c.get_prompt("personalize", {"user_id": "u1", "purpose": "analytics"})
+        async with connect(world.server("analyst")) as c:
+            with pytest.raises(MCPError, match="aggregates only"):
+                await c.read_resource("profile://u1")
+        outcomes = [e.entry.outcome async for e in world.runtime.store.entries()][-3:]
+    assert outcomes == ["error:not_permitted"] * 3
+
+
+async def test_an_empty_value_is_gated_like_any_other(backend: str, tmp_path: Path, clock: FakeClock) -> None:
+    """An empty consent history or an empty list of held data still tells something about the user."""
+    callers = {
+        "privacy-officer": {"purposes": list(PURPOSE_NAMES), "categories": ["*"],
+                            "roles": ["reader", "writer", "privacy_officer"], "identifiers": True},
+        "blind": {"purposes": ["service"], "categories": ["user.name"], "roles": ["reader"]},
+    }
+    async with open_world(backend, tmp_path, clock, callers=callers, local_caller="blind") as world:
+        async with world.runtime.store.write() as repo:
+            await repo.create_profile("u1", clock.now())  # an account with nothing held yet
+        async with connect(world.server("privacy-officer")) as c:
+            assert "nothing beyond the account" in (await c.get_prompt(
+                "privacy_summary", {"user_id": "u1"})).messages[0].content.text
+            ledger = json.loads((await c.read_resource("consent://u1")).contents[0].text)
+            assert ledger["history"] == []  # the officer may see that the ledger is empty
+        async with connect(world.server("blind")) as c:
+            ledger = json.loads((await c.read_resource("consent://u1")).contents[0].text)
+            summary = (await c.get_prompt("privacy_summary", {"user_id": "u1"})).messages[0].content.text
+    assert "history" not in ledger
+    assert ("history", "caller_not_permitted") in {(w["field"], w["reason"]) for w in ledger["withheld"]}
+    assert "held (caller_not_permitted)" in summary and "nothing beyond the account" not in summary

@@ -1,0 +1,340 @@
+"""The MCP surface keeps its contract, and nothing on it escapes the consent gate.
+
+Every registered tool is described, titled, hinted and typed; every result model classifies its fields; every
+registered tool, resource and prompt is proven gated by calling it as a caller that lacks permission; a tool
+declared later is gated without gate code of its own; a handler registered around the gate is refused.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from mcp import Client
+from mcp.shared.exceptions import MCPError
+from mcp.types import PromptReference, ResourceTemplateReference
+from pydantic import Field
+
+from mnky_profiles.domain import categories as cat
+from mnky_profiles.domain.purposes import PURPOSE_NAMES
+from mnky_profiles.privacy.disclosure import CATEGORY_KEY, GatedResult, check_model, disclosed, operational
+from mnky_profiles.privacy.surface import HANDLERS, tool
+from mnky_profiles.server.app import build_server
+from mnky_profiles.tools.arguments import Purpose, UserId
+from mnky_profiles.usecases.app import Scope
+
+from .conftest import FakeClock, World, open_world
+from .gate_support import audit_length, audit_text, connect, newest_entry, result_model, result_texts, snapshot
+
+pytestmark = pytest.mark.anyio
+
+TOOLS = {"get_profile", "update_profile", "record_event", "record_events", "check_consent", "record_consent"}
+RESOURCES = {"profile://{user_id}", "consent://{user_id}", "schema://profile", "policy://purposes"}
+PROMPTS = {"personalize", "privacy_summary"}
+READ_ONLY = {"get_profile", "check_consent"}
+WRITES = {"update_profile", "record_event", "record_events", "record_consent"}
+
+OFFICER = {"purposes": list(PURPOSE_NAMES), "categories": ["*"], "roles": ["reader", "writer", "privacy_officer"],
+           "identifiers": True}
+CALLERS = {
+    "privacy-officer": OFFICER,
+    "shopping-assistant": {"purposes": ["service", "personalization", "recommendation"],
+                           "categories": ["user.name", "user.demographic", "user.location", "user.preference",
+                                          "user.behavior", "user.segment", "user.consent"],
+                           "roles": ["reader", "writer"]},
+    "nobody": {"purposes": ["service"], "categories": [], "roles": []},
+    "bound": {"purposes": ["service", "personalization"], "categories": ["*"], "roles": ["reader"],
+              "subject": "ana"},
+    "writer-only": {"purposes": ["service"], "categories": ["*"], "roles": ["writer"]},
+}
+
+
+@pytest.fixture
+async def surface(tmp_path: Any, clock: FakeClock) -> Any:
+    async with open_world("sqlite", tmp_path, clock, callers=CALLERS, local_caller="privacy-officer") as world:
+        async with connect(world.server("privacy-officer")) as c:
+            for user_id in ("ana", "andre", "bob"):
+                result = await c.call_tool("update_profile", {"user_id": user_id, "create": True,
+                                                              "attributes": {"display_name": user_id.title()}})
+                assert not result.is_error
+        yield world
+
+
+def resolve(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        node = schema["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+    return node
+
+
+def sample(schema: dict[str, Any], name: str, node: dict[str, Any]) -> Any:
+    """A value the schema accepts: enough to get past argument validation, not necessarily a useful call."""
+    node = resolve(schema, node)
+    if name == "user_id":
+        return "ana"
+    if name == "purpose":
+        return "service"
+    if "const" in node:
+        return node["const"]
+    if "enum" in node:
+        return node["enum"][0]
+    if "anyOf" in node:
+        options = [o for o in node["anyOf"] if resolve(schema, o).get("type") != "null"]
+        return sample(schema, name, options[0])
+    return {"string": "x", "integer": node.get("minimum", 1), "number": node.get("minimum", 0),
+            "boolean": False, "array": [], "object": {}}[node["type"]]
+
+
+def required_arguments(schema: dict[str, Any]) -> dict[str, Any]:
+    return {name: sample(schema, name, node) for name, node in schema.get("properties", {}).items()
+            if name in schema.get("required", [])}
+
+
+def personal_required(schema: dict[str, Any], node: dict[str, Any] | None = None, where: str = "") -> list[str]:
+    """Output-schema properties that carry a personal category yet are required (the gate could not null them)."""
+    node = resolve(schema, node if node is not None else schema)
+    found = []
+    for name, prop in (node.get("properties") or {}).items():
+        category = prop.get(CATEGORY_KEY)
+        if category is not None and category not in cat.NON_PERSONAL and name in node.get("required", []):
+            found.append(f"{where}{name}")
+        for option in [prop, *prop.get("anyOf", []), prop.get("items") or {}]:
+            option = resolve(schema, option)
+            if option.get("type") == "object" or "properties" in option:
+                found += personal_required(schema, option, f"{where}{name}.")
+            if isinstance(option.get("items"), dict):
+                found += personal_required(schema, resolve(schema, option["items"]), f"{where}{name}[].")
+    return found
+
+
+async def all_targets(client: Client) -> list[tuple[str, str, dict[str, Any]]]:
+    """Every registered tool, resource (static and template) and prompt, with arguments it accepts."""
+    targets = [("tool", t.name, required_arguments(t.input_schema)) for t in (await client.list_tools()).tools]
+    targets += [("resource", str(r.uri), {}) for r in (await client.list_resources()).resources]
+    targets += [("resource", t.uri_template, {}) for t in (await client.list_resource_templates()).resource_templates]
+    for p in (await client.list_prompts()).prompts:
+        args = {a.name: {"user_id": "ana", "purpose": "service"}.get(a.name, "x") for a in p.arguments or ()}
+        targets.append(("prompt", p.name, args))
+    return targets
+
+
+async def invoke(client: Client, kind: str, name: str, arguments: dict[str, Any]) -> tuple[bool, str]:
+    """(succeeded, every text shown)."""
+    try:
+        if kind == "tool":
+            result = await client.call_tool(name, arguments)
+            return not result.is_error, "\n".join(result_texts(result))
+        if kind == "resource":
+            uri = re.sub(r"\{(\w+)\}", lambda m: "ana" if m.group(1) == "user_id" else "x", name)
+            return True, "\n".join(result_texts(await client.read_resource(uri)))
+        return True, "\n".join(result_texts(await client.get_prompt(name, arguments)))
+    except MCPError as exc:
+        return False, str(exc)
+
+
+async def test_the_public_contract_is_registered(surface: World) -> None:
+    async with connect(surface.server("privacy-officer")) as c:
+        tools = {t.name for t in (await c.list_tools()).tools}
+        resources = {str(r.uri) for r in (await c.list_resources()).resources}
+        resources |= {t.uri_template for t in (await c.list_resource_templates()).resource_templates}
+        prompts = {p.name for p in (await c.list_prompts()).prompts}
+    assert TOOLS <= tools and RESOURCES <= resources and PROMPTS <= prompts
+    # What is registered is exactly what is declared: nothing reached the server beside the declared surface.
+    assert tools == {h.name for h in HANDLERS if h.kind == "tool"}
+    assert resources == {h.name for h in HANDLERS if h.kind == "resource"}
+    assert prompts == {h.name for h in HANDLERS if h.kind == "prompt"}
+
+
+async def test_every_tool_is_described_titled_hinted_and_typed(surface: World) -> None:
+    declared = {h.name: h for h in HANDLERS if h.kind == "tool"}
+    async with connect(surface.server("privacy-officer")) as c:
+        listed = (await c.list_tools()).tools
+    for t in listed:
+        assert t.description and t.description.strip(), t.name
+        assert t.title and t.annotations is not None and t.annotations.title, t.name
+        hints = t.annotations
+        assert None not in (hints.read_only_hint, hints.destructive_hint, hints.idempotent_hint,
+                            hints.open_world_hint), t.name
+        if declared[t.name].role == "writer":
+            assert hints.read_only_hint is False, t.name
+        if hints.read_only_hint:
+            assert hints.destructive_hint is False, t.name
+        schema = t.input_schema
+        assert schema["type"] == "object", t.name
+        for name, prop in schema.get("properties", {}).items():
+            node = resolve(schema, prop)
+            assert {"type", "anyOf", "enum", "const"} & node.keys(), (t.name, name)
+        assert t.output_schema is not None and t.output_schema.get("properties"), t.name
+        assert personal_required(t.output_schema) == [], t.name
+    hints = {t.name: t.annotations for t in listed}
+    assert all(hints[n].read_only_hint is True for n in READ_ONLY)
+    assert all(hints[n].read_only_hint is False for n in WRITES)
+    assert hints["record_consent"].idempotent_hint is True
+
+
+async def test_read_only_tools_write_nothing(surface: World) -> None:
+    calls = {"get_profile": {"user_id": "ana", "purpose": "service"},
+             "check_consent": {"user_id": "ana", "purpose": "marketing"}}
+    async with connect(surface.server("privacy-officer")) as c:
+        listed = (await c.list_tools()).tools
+        for t in listed:
+            if not t.annotations or not t.annotations.read_only_hint:
+                continue
+            before = await snapshot(surface.runtime)
+            result = await c.call_tool(t.name, calls.get(t.name) or required_arguments(t.input_schema))
+            assert t.name not in calls or not result.is_error, result.content[0].text
+            assert await snapshot(surface.runtime) == before, t.name
+
+
+def test_every_result_model_classifies_every_field() -> None:
+    for handler in HANDLERS:
+        assert check_model(result_model(handler)) == [], handler.action
+
+
+async def test_every_registered_handler_is_behind_the_gate(surface: World) -> None:
+    """Each one, called as a caller with no role, is refused by the gate and audited; the same call as a
+    permitted caller gets through the gate, so the refusal is the gate's and not the arguments'."""
+    runtime = surface.runtime
+    async with connect(surface.server("nobody")) as nobody, connect(surface.server("privacy-officer")) as officer:
+        targets = await all_targets(officer)
+        assert len(targets) >= len(TOOLS | RESOURCES | PROMPTS)
+        for kind, name, arguments in targets:
+            before = await audit_length(runtime)
+            ok, shown = await invoke(nobody, kind, name, arguments)
+            assert not ok and "role" in shown, (kind, name, shown)
+            assert await audit_length(runtime) == before + 1
+            entry = await newest_entry(runtime)
+            assert (entry.action, entry.caller, entry.outcome) == (f"{kind}:{name}", "nobody",
+                                                                   "error:not_permitted")
+            await invoke(officer, kind, name, arguments)
+            entry = await newest_entry(runtime)
+            assert entry.action == f"{kind}:{name}" and entry.caller == "privacy-officer"
+            assert entry.outcome not in ("error:not_permitted", "error:rejected"), (kind, name, entry.outcome)
+
+
+async def test_a_writer_without_the_reader_role_reads_nothing(surface: World) -> None:
+    async with connect(surface.server("writer-only")) as c:
+        result = await c.call_tool("get_profile", {"user_id": "ana", "purpose": "service"})
+        assert result.is_error and "'reader' role" in result.content[0].text
+        assert not (await c.call_tool("update_profile", {"user_id": "ana",
+                                                         "attributes": {"language": "pt-PT"}})).is_error
+
+
+# -- a tool declared later is gated without gate code -----------------------------------------------------------
+class ProbeView(GatedResult):
+    user_id: str = operational("The user.")
+    country: str | None = disclosed("user.location.country", "Country.")
+    city: str | None = disclosed("user.location.precise", "City.")
+    email: str | None = disclosed("user.contact.email", "Email address.")
+    note: str | None = Field(None, description="Declares no category.")
+
+
+async def probe_whereabouts(scope: Scope, user_id: UserId, purpose: Purpose) -> ProbeView:
+    """Where the user is (declared by a test)."""
+    return ProbeView(user_id=user_id, country="country-marker", city="city-marker", email="email-marker",
+                     note="note-marker")
+
+
+async def test_a_new_tool_is_gated_without_gate_code(tmp_path: Any, clock: FakeClock) -> None:
+    count = len(HANDLERS)
+    tool(title="Probe whereabouts")(probe_whereabouts)
+    try:
+        assert check_model(ProbeView) == ["ProbeView.note has no data category"]
+        async with open_world("sqlite", tmp_path, clock, callers=CALLERS, local_caller="privacy-officer") as world:
+            async with connect(world.server("privacy-officer")) as c:
+                await c.call_tool("update_profile", {"user_id": "ana", "create": True,
+                                                     "attributes": {"display_name": "Ana"}})
+                await c.call_tool("record_consent", {"user_id": "ana", "purpose": "personalization",
+                                                     "granted": True, "source": "test"})
+            async with connect(world.server("shopping-assistant")) as c:
+                listed = {t.name: t for t in (await c.list_tools()).tools}
+                assert listed["probe_whereabouts"].output_schema is not None
+                result = await c.call_tool("probe_whereabouts", {"user_id": "ana", "purpose": "personalization"})
+                refused = await c.call_tool("probe_whereabouts", {"user_id": "ana", "purpose": "marketing"})
+            entries = [e.entry async for e in world.runtime.store.entries()][-2:]
+    finally:
+        del HANDLERS[count:]
+    assert not result.is_error
+    view = result.structured_content
+    assert view["country"] == "country-marker"
+    assert view["city"] is None and view["email"] is None and view["note"] is None
+    assert {(w["field"], w["reason"]) for w in view["withheld"]} == {
+        ("city", "purpose_not_compatible"), ("email", "caller_not_permitted"), ("note", "unclassified")}
+    shown = "\n".join(result_texts(result))
+    assert not [m for m in ("city-marker", "email-marker", "note-marker") if m in shown]
+    ok, no = entries
+    assert (ok.action, ok.outcome, ok.released) == ("tool:probe_whereabouts", "ok", ("country",))
+    assert {(w.field, w.reason) for w in ok.withheld} == {(w["field"], w["reason"]) for w in view["withheld"]}
+    assert refused.is_error and "may not act for purpose 'marketing'" in refused.content[0].text
+    assert (no.action, no.outcome) == ("tool:probe_whereabouts", "error:not_permitted")
+    assert "probe_whereabouts" not in {h.name for h in HANDLERS}
+
+
+async def test_handlers_registered_around_the_gate_are_refused_and_audited(surface: World) -> None:
+    server = build_server(surface.runtime, local_caller="privacy-officer")
+
+    def ungated_lookup(user_id: str) -> dict[str, str]:
+        return {"email": "leaked-marker"}
+
+    def ungated_resource(user_id: str) -> str:
+        return "leaked-marker"
+
+    def ungated_prompt(user_id: str) -> str:
+        return "leaked-marker"
+
+    server.add_tool(ungated_lookup, name="ungated_lookup")
+    server.resource("ungated://{user_id}")(ungated_resource)
+    server.prompt(name="ungated_prompt")(ungated_prompt)
+    runtime = surface.runtime
+    async with Client(server, mode="legacy", cache=None) as c:  # type: ignore[arg-type]
+        before = await audit_length(runtime)
+        result = await c.call_tool("ungated_lookup", {"user_id": "ana"})
+        assert result.is_error and "did not pass the consent gate" in result.content[0].text
+        assert "leaked-marker" not in "\n".join(result_texts(result))
+        outcomes = [await newest_entry(runtime)]
+        with pytest.raises(MCPError) as resource_error:
+            await c.read_resource("ungated://ana")
+        outcomes.append(await newest_entry(runtime))
+        with pytest.raises(MCPError) as prompt_error:
+            await c.get_prompt("ungated_prompt", {"user_id": "ana"})
+        outcomes.append(await newest_entry(runtime))
+    assert await audit_length(runtime) == before + 3
+    assert "leaked-marker" not in str(resource_error.value) + str(prompt_error.value)
+    assert [(e.action, e.outcome) for e in outcomes] == [
+        ("tool:ungated_lookup", "error:ungated"), ("resource:ungated://...", "error:ungated"),
+        ("prompt:ungated_prompt", "error:ungated")]
+    assert outcomes[0].subject == runtime.pseudonyms.subject("ana")
+    assert not [e for e in outcomes if "ana" in audit_text(e) or "leaked-marker" in audit_text(e)]
+
+
+# -- completions -------------------------------------------------------------------------------------------------
+async def complete(client: Client, ref: Any, name: str, value: str) -> list[str]:
+    return (await client.complete(ref, {"name": name, "value": value})).completion.values
+
+
+PERSONALIZE = PromptReference(type="ref/prompt", name="personalize")
+PROFILE = ResourceTemplateReference(type="ref/resource", uri="profile://{user_id}")
+
+
+async def test_purpose_completion_offers_the_callers_purposes(surface: World) -> None:
+    async with connect(surface.server("shopping-assistant")) as c:
+        assert await complete(c, PERSONALIZE, "purpose", "p") == ["personalization"]
+        assert await complete(c, PERSONALIZE, "purpose", "") == ["service", "personalization", "recommendation"]
+        assert await complete(c, PERSONALIZE, "purpose", "mark") == []
+    async with connect(surface.server("privacy-officer")) as c:
+        assert await complete(c, PERSONALIZE, "purpose", "p") == ["personalization", "profiling"]
+
+
+async def test_user_id_completion_respects_role_and_bound_subject(surface: World) -> None:
+    async with connect(surface.server("privacy-officer")) as c:
+        assert await complete(c, PROFILE, "user_id", "an") == ["ana", "andre"]
+        assert await complete(c, PERSONALIZE, "user_id", "b") == ["bob"]
+    async with connect(surface.server("bound")) as c:
+        assert await complete(c, PROFILE, "user_id", "") == ["ana"]
+        assert await complete(c, PROFILE, "user_id", "an") == ["ana"]
+        assert await complete(c, PROFILE, "user_id", "b") == []
+    async with connect(surface.server("writer-only")) as c:
+        assert await complete(c, PROFILE, "user_id", "") == []
+    entries = [e.entry async for e in surface.runtime.store.entries()]
+    completions = [e for e in entries if e.action == "completion:user_id"]
+    assert completions and not [e for e in completions if re.search(r"\b(ana|andre|bob)\b", audit_text(e))]

@@ -1,0 +1,157 @@
+"""The read side of learning: preferences, similar users and recommendations, each explainable."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..domain.errors import InvalidArgument, UnknownUser
+from ..domain.ports import Store
+from ..domain.preferences import Preference
+from ..learning import recommender
+from ..learning.preferences import effective, is_item
+from ..learning.vectors import shared_likes
+from ..privacy.gate import Access
+from ..privacy.pseudonyms import Pseudonymizer
+from .learning import PROFILING, Catalog, Learner, history
+from .views import (
+    PreferenceItem,
+    PreferencesView,
+    RecommendationsView,
+    RecommendedItem,
+    SimilarUser,
+    SimilarUsersView,
+)
+
+MAX_LIMIT = 100
+FACET_WORDS = {"note": "scent note", "family": "scent family", "type": "product type", "mood": "mood",
+               "price_band": "price band", "collection": "collection", "topic": "topic"}
+
+
+def _limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidArgument(f"limit must be between 1 and {MAX_LIMIT}.")
+    return limit
+
+
+def describe(token: str) -> str:
+    facet, _, value = token.partition(":")
+    return f"{value} ({FACET_WORDS.get(facet, facet.replace('_', ' '))})"
+
+
+class Discovery:
+    def __init__(self, store: Store, learner: Learner, pseudonyms: Pseudonymizer) -> None:
+        self.store = store
+        self.learner = learner
+        self.pseudonyms = pseudonyms
+
+    async def preferences(self, access: Access, user_id: str, limit: int) -> PreferencesView:
+        _limit(limit)
+        async with self.store.read() as repo:
+            prefs = await repo.preferences(user_id)
+            if not prefs and not await repo.profile_exists(user_id):
+                raise UnknownUser(user_id)
+        now = access.now
+        explicit = {p.token for p in prefs if p.source == "explicit"}
+        shown = [p for p in prefs if not is_item(p.token) and (p.source == "explicit" or p.token not in explicit)]
+        weighted = sorted(((p.weight_at(now, self.learner.half_life_days), p) for p in shown),
+                          key=lambda wp: (-abs(wp[0]), wp[1].token))
+        return PreferencesView(user_id=user_id, purpose=access.purpose.name, preferences=[
+            PreferenceItem(token=p.token, facet=p.facet, value=p.value, weight=round(w, 4),
+                           confidence=round(p.confidence(), 3), source=p.source,  # type: ignore[arg-type]
+                           evidence_count=p.evidence_count, evidence_event_ids=list(p.evidence),
+                           last_update=p.updated_at)
+            for w, p in weighted[:limit] if abs(w) >= 1e-4
+        ])
+
+    async def similar(self, access: Access, user_id: str, limit: int, min_similarity: float) -> SimilarUsersView:
+        _limit(limit)
+        if access.purpose.name != PROFILING:
+            raise InvalidArgument("Finding similar users is profiling (GDPR Art. 22).",
+                                  "Call find_similar_users with purpose='profiling'.")
+        if not -1.0 <= min_similarity <= 1.0:
+            raise InvalidArgument("min_similarity must be between -1 and 1.")
+        async with self.store.read() as repo:
+            prefs = await repo.preferences(user_id)
+        state = await self.learner.vector_of(prefs)
+        view = SimilarUsersView(user_id=user_id, min_similarity=min_similarity, neighbours=[])
+        if state is None:
+            return view.model_copy(update={"note": "Not enough signals about this user yet to compare."})
+        hits = await self.learner.index.query(state.vector.tolist(), limit * 2 + 5, exclude=[user_id])
+        hits = [(u, s) for u, s in hits if s >= min_similarity]
+        async with self.store.read() as repo:
+            # The index follows consent within the call that changes it; this re-check also covers expiry.
+            consenting = set(await repo.consenting(PROFILING, access.now, [u for u, _ in hits]))
+            theirs = await repo.preferences_of([u for u, _ in hits if u in consenting][:limit])
+        stale = [u for u, _ in hits if u not in consenting]
+        if stale:
+            await self.learner.index.delete(stale)
+        mine = self._weights(prefs, access)
+        neighbours = [
+            SimilarUser(pseudonym=self.pseudonyms.for_caller(access.caller.name, u), similarity=round(s, 4),
+                        shared_preferences=shared_likes(mine, self._weights(theirs[u], access)))
+            for u, s in hits if u in theirs
+        ][:limit]
+        note = None if neighbours else "No consenting user is similar enough; lower min_similarity to widen."
+        return view.model_copy(update={"neighbours": neighbours, "note": note})
+
+    def _weights(self, prefs: list[Preference], access: Access) -> dict[str, float]:
+        return {t: w for t, w in effective(prefs, access.now, self.learner.half_life_days).items()
+                if not is_item(t)}
+
+    async def recommend(self, access: Access, user_id: str, limit: int, kind: str | None,
+                        repurchase: bool) -> RecommendationsView:
+        _limit(limit)
+        catalog = await self.learner.catalog()
+        async with self.store.read() as repo:
+            prefs = await repo.preferences(user_id)
+            if not prefs and not await repo.profile_exists(user_id):
+                raise UnknownUser(user_id)
+            acted = await repo.item_events(user_id, ["purchase", "return", "rating"])
+        now = access.now
+        own = history(prefs, now, self.learner.half_life_days)
+        weights = self._weights(prefs, access)
+        space, model = catalog.space, self.learner.model
+        bought = {item for item, event_type, _ in acted if event_type == "purchase"}
+        rejected = {item for item, event_type, props in acted
+                    if event_type == "return" or (event_type == "rating" and float(props.get("rating", 3)) <= 2)}
+        excluded = rejected | (set() if repurchase else bought)
+        allowed = np.array([(kind is None or space.kinds[i] == kind) and item not in excluded
+                            for i, item in enumerate(space.item_ids)], dtype=bool)
+        candidates = np.flatnonzero(allowed)
+        cold = not own and not any(w > 0 for w in weights.values())
+        if cold:
+            scores = (model.popularity[[model.index.get(i, 0) for i in space.item_ids]]
+                      if model is not None else np.zeros(len(space.item_ids), dtype=np.float32))
+        else:
+            scores = recommender.score(space, model, own, weights, self.learner.blend, repurchase)
+        picked = recommender.rerank(space, scores, candidates, limit, 0.0 if cold else self.learner.blend.diversity)
+        items = [RecommendedItem(item_id=space.item_ids[i], title=catalog.items[space.item_ids[i]].title,
+                                 kind=str(space.kinds[i]), score=round(float(scores[i]), 4),
+                                 reasons=self._reasons(i, catalog, model, own, weights, repurchase, cold))
+                 for i in picked]
+        return RecommendationsView(user_id=user_id, purpose=access.purpose.name, items=items,
+                                   fallback="popularity" if cold else None)
+
+    def _reasons(self, i: int, catalog: Catalog, model: recommender.ItemModel | None, own: dict[str, float],
+                 weights: dict[str, float], repurchase: bool, cold: bool) -> list[str]:
+        if cold:
+            return ["Popular with customers; we know too little about you yet to personalize."]
+        item_id = catalog.space.item_ids[i]
+        tokens = catalog.item_tokens.get(item_id, [])
+        reasons: list[str] = []
+        liked = sorted((t for t in tokens if weights.get(t, 0) > 0), key=lambda t: -weights[t])
+        if liked:
+            reasons.append("You like " + ", ".join(describe(t) for t in liked[:3]) + ".")
+        if model is not None and item_id in model.index and own:
+            j = model.index[item_id]
+            strength, source = max(((model.weights[model.index[h], j] * s, h) for h, s in own.items()
+                                    if h in model.index), default=(0.0, ""))
+            if strength > 0:
+                title = catalog.items[source].title if source in catalog.items else source
+                reasons.append(f"Often chosen by people who also chose {title}.")
+        if repurchase and item_id in own:
+            reasons.append("You bought it before.")
+        disliked = [t for t in tokens if weights.get(t, 0) < 0]
+        if disliked:
+            reasons.append("It has " + ", ".join(describe(t) for t in disliked[:2]) + ", which you like less.")
+        return reasons or ["Popular with customers whose tastes overlap with yours."]
