@@ -243,3 +243,26 @@ async def test_new_catalog_items_are_learned_from(world: World) -> None:
         await call(c, "record_event", user_id="u1", event_type="purchase", item_id="soap-fig")
         view = await call(c, "get_preferences", user_id="u1", purpose="personalization")
     assert "note:fig" in {p["token"] for p in view["preferences"]}
+
+
+async def test_relearning_from_stored_events_matches_learning_as_they_came(world: World) -> None:
+    async with world.client("privacy-officer") as c:
+        await _similar_world(c)
+        await call(c, "record_event", user_id="fan-1", event_type="rating", item_id="bath-citrus",
+                   properties={"rating": 2})
+    before, before_vectors = await _prefs_and_vectors(world, ["fan-1", "bold-1"])
+    async with world.runtime.store.write() as repo:
+        await repo.clear_preferences(["fan-1", "bold-1"], "implicit")
+    assert await world.runtime.usecases.learner.relearn() == 4  # every profile
+    after, after_vectors = await _prefs_and_vectors(world, ["fan-1", "bold-1"])
+    assert after == before
+    for user in before_vectors:
+        np.testing.assert_allclose(after_vectors[user], before_vectors[user], atol=1e-6)
+
+
+async def _prefs_and_vectors(world: World, users: list[str]) -> tuple[Any, Any]:
+    async with world.runtime.store.read() as repo:
+        prefs = {u: sorted((p.token, p.source, round(p.weight, 9), p.evidence_count)
+                           for p in await repo.preferences(u)) for u in users}
+        vectors = {u: np.frombuffer((await repo.user_vector(u)).data, "<f4") for u in users}  # type: ignore[union-attr]
+    return prefs, vectors

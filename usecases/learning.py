@@ -204,6 +204,27 @@ class Learner:
             applied += len(batch)
         return applied
 
+    async def relearn(self) -> int:
+        """Recompute every implicit weight from the stored events, then refresh vectors and the index.
+
+        For data that arrived around the learning path (a bulk load) or after the event weights changed; any
+        queued events are applied on the way. Returns how many users were processed.
+        """
+        total, after = 0, ""
+        while True:
+            async with self.store.read() as repo:
+                users = await repo.profile_ids(after, PAGE)
+            if not users:
+                return total
+            async with self.store.write() as repo:
+                events = await repo.events_of(users)
+                await repo.clear_preferences(users, "implicit")
+                await self._apply(repo, events)
+                await repo.dequeue_events([i for i, _ in events])
+            await self.refresh(users)
+            total += len(users)
+            after = users[-1]
+
     async def rebuild_index(self) -> int:
         """Rebuild the similarity index from the stored vectors of the users who consent to profiling."""
         await self.index.clear()

@@ -268,3 +268,25 @@ class SQLRepositories:
                 .where(c.c.state == "granted", sa.or_(c.c.expires_at.is_(None), c.c.expires_at > now))
                 .order_by(c.c.user_id).limit(limit))
         return [r[0] for r in (await self.conn.execute(stmt)).all()]
+
+    async def profile_ids(self, after: str, limit: int) -> list[str]:
+        stmt = (sa.select(t.profiles.c.user_id).where(t.profiles.c.user_id > after)
+                .order_by(t.profiles.c.user_id).limit(limit))
+        return [r[0] for r in (await self.conn.execute(stmt)).all()]
+
+    async def events_of(self, user_ids: Sequence[str]) -> list[tuple[int, Event]]:
+        """Every stored event of these users, oldest first."""
+        out: list[tuple[int, Event]] = []
+        unique = sorted(set(user_ids))
+        for i in range(0, len(unique), 500):
+            stmt = (sa.select(t.events).where(t.events.c.user_id.in_(unique[i:i + 500]))
+                    .order_by(t.events.c.id))
+            out += [(r.id, Event(r.user_id, r.event_type, r.occurred_at, r.item_id, r.properties))
+                    for r in (await self.conn.execute(stmt)).all()]
+        return out
+
+    async def clear_preferences(self, user_ids: Sequence[str], source: str) -> None:
+        unique = sorted(set(user_ids))
+        for i in range(0, len(unique), 500):
+            await self.conn.execute(t.preferences.delete().where(
+                t.preferences.c.user_id.in_(unique[i:i + 500]), t.preferences.c.source == source))
