@@ -14,7 +14,9 @@ For each size it reports:
 - the same query on the exact (numpy) path, on fewer queries, for the ratio that justifies the HNSW threshold.
 
 Run: .venv/bin/python benchmarks/bench_vector_index.py [--users 100000 1000000] [--queries 1000]
-Timings share the machine with whatever else runs; compare ratios from one run, not runs across machines.
+Timings share the machine with whatever else runs (the last column is the 1-minute load average when a row
+finished; above the core count, other processes were competing); compare ratios from one run, not runs across
+machines.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from mnky_profiles.store.embedders.hashing import HashingEmbedder
 from mnky_profiles.store.vectors import local
 from mnky_profiles.store.vectors.local import LocalVectorIndex
@@ -177,27 +180,25 @@ def main() -> None:
 
     import usearch
 
-    print(f"$ {Path(sys.executable).name} {' '.join(sys.argv)}")
+    print(f"$ {os.path.relpath(sys.executable)} {' '.join(sys.argv)}")
     print(f"python {platform.python_version()}, numpy {np.__version__}, usearch {usearch.__version__}, "
           f"{os.cpu_count()} cores, OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '-')}")
     print(f"HNSW: connectivity {args.connectivity}, expansion_add {args.expansion_add}, "
           f"expansion_search {args.expansion_search}; dim {DIM}; {args.queries} queries, k=10")
-    rows = []
+    header = (f"{'users':>10} {'build s':>8} {'reopen s':>8} {'p50 ms':>7} {'p99 ms':>7} {'recall@10':>9} "
+              f"{'tie-tol':>7} {'upd+q p50':>9} {'upd+q p99':>9} {'exact p50':>9} {'exact/hnsw':>10} {'load':>5}")
+    print(header, flush=True)
     workdir = Path(tempfile.mkdtemp(prefix="bench-vectors-"))
     try:
         for n in args.users:
-            row = asyncio.run(measure(n, args.queries, workdir, args.exact_queries, hnsw))
-            rows.append(row)
-            print(f"  {n:,} users done", file=sys.stderr)
+            r = asyncio.run(measure(n, args.queries, workdir, args.exact_queries, hnsw))
+            print(f"{r['users']:>10,} {r['build_s']:>8.1f} {r['reopen_s']:>8.2f} {r['p50_ms']:>7.3f} "
+                  f"{r['p99_ms']:>7.3f} {r['recall']:>9.4f} {r['recall_tol']:>7.4f} {r['cycle_p50_ms']:>9.3f} "
+                  f"{r['cycle_p99_ms']:>9.3f} {r['exact_p50_ms']:>9.2f} {r['exact_p50_ms'] / r['p50_ms']:>9.1f}x "
+                  f"{os.getloadavg()[0]:>5.1f}",
+                  flush=True)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    header = (f"{'users':>10} {'build s':>8} {'reopen s':>8} {'p50 ms':>7} {'p99 ms':>7} {'recall@10':>9} "
-              f"{'tie-tol':>7} {'upd+q p50':>9} {'upd+q p99':>9} {'exact p50':>9} {'exact/hnsw':>10}")
-    print(header)
-    for r in rows:
-        print(f"{r['users']:>10,} {r['build_s']:>8.1f} {r['reopen_s']:>8.2f} {r['p50_ms']:>7.3f} {r['p99_ms']:>7.3f} "
-              f"{r['recall']:>9.4f} {r['recall_tol']:>7.4f} {r['cycle_p50_ms']:>9.3f} {r['cycle_p99_ms']:>9.3f} "
-              f"{r['exact_p50_ms']:>9.2f} {r['exact_p50_ms'] / r['p50_ms']:>9.1f}x")
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-DEFAULT_L2 = 200.0
+DEFAULT_L2 = 50.0  # in units of a user's strongest interaction; see benchmarks/results/recommend_quality.md
 CHUNK = 8192  # users per block of the Gram sum
 CHUNK_CELLS = 1 << 23  # at most this many cells (64 MiB of float64) per block
 
@@ -66,13 +66,28 @@ class ItemModel:
     popularity: np.ndarray  # (items,), in [0, 1]
     users: int  # how many users it was fitted on
     index: dict[str, int] = field(init=False)
+    _positions: tuple[Sequence[str], np.ndarray] | None = field(init=False, default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.index = {item: i for i, item in enumerate(self.item_ids)}
 
+    def positions(self, item_ids: Sequence[str]) -> np.ndarray:
+        """Each item's row in this model, -1 for items it was not fitted on; kept for the last list asked."""
+        cached = self._positions
+        if cached is not None and cached[0] is item_ids and len(cached[1]) == len(item_ids):
+            return cached[1]
+        mapped = np.fromiter((self.index.get(item, -1) for item in item_ids), dtype=np.intp, count=len(item_ids))
+        self._positions = (item_ids, mapped)
+        return mapped
+
 
 def fit(item_ids: Sequence[str], histories: Iterable[Mapping[str, float]], l2: float = DEFAULT_L2) -> ItemModel:
     """Fit EASE on user histories (item -> interaction strength > 0); items outside ``item_ids`` are ignored.
+
+    Each history is first scaled to a peak of 1. Decay orders the items within one history; it should not decide
+    how much a whole user counts, which it would otherwise do through the time the histories are taken at (as of
+    now, a user last seen months ago has all weights near zero and drops out of the fit while ``l2`` stays put).
+    Scaled, the fit is the same whatever that time, and ``l2`` is in units of a user's strongest interaction.
 
     The closed form needs ``P = (X'X + l2 I)^-1`` over items. With fewer users than items it is computed through
     the users' side instead (Woodbury): ``P = (I - X'(XX' + l2 I)^-1 X) / l2``, so ``B_ij = M_ij / (1 - M_jj)``
@@ -85,8 +100,8 @@ def fit(item_ids: Sequence[str], histories: Iterable[Mapping[str, float]], l2: f
         pairs = sorted((index[item], float(strength)) for item, strength in history.items()
                        if strength > 0 and item in index)
         if pairs:
-            rows.append((np.array([i for i, _ in pairs], dtype=np.intp),
-                         np.array([v for _, v in pairs], dtype=np.float64)))
+            values = np.array([v for _, v in pairs], dtype=np.float64)
+            rows.append((np.array([i for i, _ in pairs], dtype=np.intp), values / values.max()))
     counts = np.zeros(n, dtype=np.float64)
     for idx, _ in rows:
         counts[idx] += 1.0
@@ -171,7 +186,7 @@ def score(space: ItemSpace, model: ItemModel | None, history: Mapping[str, float
             i = model.index.get(item)
             if i is not None and strength > 0:
                 x[i] = strength
-        mapped = np.array([model.index.get(item, -1) for item in space.item_ids], dtype=np.intp)
+        mapped = model.positions(space.item_ids)
         known = mapped >= 0
         active = np.flatnonzero(x)
         if active.size:  # x_u B over the user's own items only: a short history reads a few rows of B
@@ -189,7 +204,7 @@ def score(space: ItemSpace, model: ItemModel | None, history: Mapping[str, float
 
 def rerank(space: ItemSpace, scores: np.ndarray, candidates: np.ndarray, k: int, diversity: float) -> list[int]:
     """Maximal marginal relevance: trade relevance against similarity to what is already picked."""
-    order = candidates[np.argsort(-scores[candidates], kind="stable")][: max(k * 5, k)]
+    order = _best(scores, candidates, max(k * 5, k))
     if diversity <= 0 or len(order) <= 1:
         return [int(i) for i in order[:k]]
     picked: list[int] = []
@@ -205,3 +220,17 @@ def rerank(space: ItemSpace, scores: np.ndarray, candidates: np.ndarray, k: int,
         sims = space.attributes[order] @ space.attributes[order[best]]
         max_sim = np.maximum(max_sim, sims)
     return picked
+
+
+def _best(scores: np.ndarray, candidates: np.ndarray, n: int) -> np.ndarray:
+    """The ``n`` best candidates, best first, ties in candidate order (a stable sort's head, without the sort)."""
+    values = -scores[candidates]
+    if len(values) > n:
+        cut = np.partition(values, n - 1)[n - 1]
+        above = np.flatnonzero(values < cut)
+        tied = np.flatnonzero(values == cut)[: n - len(above)]
+        keep = np.sort(np.concatenate([above, tied]))
+    else:
+        keep = np.arange(len(values))
+    ranked: np.ndarray = np.asarray(candidates)[keep[np.argsort(values[keep], kind="stable")]]
+    return ranked

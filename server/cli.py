@@ -7,16 +7,20 @@ import ipaddress
 import json
 import logging
 import re
+import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 import anyio
 from pydantic_settings import SettingsError
 
 from .. import __version__
+from ..domain.errors import DomainError
 from .settings import ENV_PREFIX, ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:
@@ -77,21 +81,31 @@ def _self_command() -> list[str]:
 
 def attach_instructions(host: str, port: int, config: Path | None, tokens: bool,
                         data_dir: Path | None = None, local_caller: str | None = None) -> str:
-    """The banner of ``serve --transport http`` and ``demo``: where MCP is and how to attach clients to it."""
+    """The banner of ``serve --transport http`` and ``demo``: where MCP is and how to attach clients to it.
+
+    Chat clients get two ready snippets: one that attaches to this server over HTTP while it runs, and one that
+    starts a stdio server of their own on the same settings and data (one process at a time holds the data).
+    """
     base = f"http://{_url_host(host)}:{port}"
     url = base + MCP_PATH
+    header = ' --header "Authorization: Bearer <token>"' if tokens else ""
+    remote: dict[str, Any] = {"type": "http", "url": url}
+    if tokens:
+        remote["headers"] = {"Authorization": "Bearer <token>"}
     command, *args = _self_command()
     stdio: dict[str, Any] = {"command": command,
                              "args": [*args, "serve", *(["--config", str(config.resolve())] if config else [])]}
     if data_dir is not None:
         # A chat client starts the server in a directory of its own: pin the data to this server's.
         stdio["env"] = {"MNKY_DATA_DIR": str(data_dir.resolve())}
-    snippet = {"mcpServers": {"mnky-profiles": stdio}}
-    header = ' --header "Authorization: Bearer <token>"' if tokens else ""
     if tokens:
         who = 'each request needs "Authorization: Bearer <token>" (make one: mnky-profiles token new CALLER)'
     else:
         who = f"no tokens configured, every request acts as {local_caller or 'the local caller'} (loopback only)"
+
+    def block(snippet: dict[str, Any]) -> str:
+        return "    " + json.dumps({"mcpServers": {"mnky-profiles": snippet}}, indent=2).replace("\n", "\n    ")
+
     lines = [
         f"mnky-profiles {__version__} serving MCP over streamable HTTP at {url}",
         f"  health:     curl {base}/health",
@@ -102,11 +116,15 @@ def attach_instructions(host: str, port: int, config: Path | None, tokens: bool,
     lines += [
         f"  Inspector:  npx -y {INSPECTOR} --transport http --server-url {url}{header}",
         f"  CLI check:  npx -y {INSPECTOR} --cli {url} --transport http --method tools/list{header}",
-        "  Chat client (stdio), e.g. in claude_desktop_config.json:",
-        "    " + json.dumps(snippet, indent=2).replace("\n", "\n    "),
-        f"  Chat client (streamable HTTP): URL {url}" + (", header Authorization: Bearer <token>" if tokens else ""),
-        "Stop with Ctrl-C.",
+        "  Chat client over HTTP, attached to this server (e.g. in .mcp.json):",
+        block(remote),
     ]
+    if local_caller is not None or not tokens:
+        lines += ["  Chat client over stdio, starting its own server on this data once this one is stopped",
+                  "  (e.g. in claude_desktop_config.json):", block(stdio)]
+    else:
+        lines.append("  Chat client over stdio: set local_caller in the settings first (stdio has no tokens)")
+    lines.append("Stop with Ctrl-C.")
     return "\n".join(lines)
 
 
@@ -160,6 +178,27 @@ def _listen(host: str, port: int) -> socket.socket:
         raise ConfigError(f"cannot listen on {host}:{port}: {reason}. Choose another --port or --host.") from None
 
 
+@contextmanager
+def _stop_on_sigterm() -> Iterator[None]:
+    """SIGTERM ends the HTTP server like Ctrl-C does, closing the stores, then exits with status 0.
+
+    uvicorn shuts down gracefully on SIGTERM and then re-raises it; this handler turns that into an exit that
+    unwinds through the stores' cleanup instead of the process dying on the spot.
+    """
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(0)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: leave signals to whoever owns them
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 async def _serve(settings: Settings, transport: str, host: str, port: int, config: Path | None,
                  banner: bool = True) -> None:
     from .app import build_server
@@ -169,7 +208,10 @@ async def _serve(settings: Settings, transport: str, host: str, port: int, confi
     if transport == "stdio":
         runtime = await bootstrap(settings)
         try:
-            await build_server(runtime, caller_from=caller_from).run_stdio_async()
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(runtime.usecases.learner.maintain, settings.learning.refit_minutes)
+                await build_server(runtime, caller_from=caller_from).run_stdio_async()
+                tasks.cancel_scope.cancel()
         finally:
             await runtime.close()
         return
@@ -189,7 +231,11 @@ async def _serve(settings: Settings, transport: str, host: str, port: int, confi
                 print(attach_instructions(host, port, config, caller_from == "token", settings.data_dir,
                                           settings.local_caller), file=sys.stderr, flush=True)
             config_ = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
-            await uvicorn.Server(config_).serve(sockets=[sock])
+            with _stop_on_sigterm():
+                async with anyio.create_task_group() as tasks:
+                    tasks.start_soon(runtime.usecases.learner.maintain, settings.learning.refit_minutes)
+                    await uvicorn.Server(config_).serve(sockets=[sock])
+                    tasks.cancel_scope.cancel()
         finally:
             await runtime.close()
     finally:
@@ -202,7 +248,37 @@ async def _demo(settings: Settings, users: int, seed: int) -> dict[str, Any]:
 
     runtime = await bootstrap(settings)
     try:
-        return await load_demo(runtime.store, users=users, seed=seed, now=runtime.clock.now())
+        summary = await load_demo(runtime.store, users=users, seed=seed, now=runtime.clock.now())
+        learner = runtime.usecases.learner
+        if summary.get("users") or learner.model is None:
+            # The loader writes rows directly; learn from them as if they had arrived one by one.
+            summary["learned_users"] = await learner.relearn()
+            summary["model_users"] = (await learner.fit()).users
+        return summary
+    finally:
+        await runtime.close()
+
+
+async def _learn(settings: Settings, everything: bool) -> str:
+    from .runtime import bootstrap
+
+    runtime = await bootstrap(settings)
+    try:
+        learner = runtime.usecases.learner
+        done = (f"relearned {await learner.relearn()} users from their events" if everything
+                else f"applied {await learner.learn()} queued events")
+        model = await learner.fit()
+        return f"{done}; item model fitted on {model.users} consenting users"
+    finally:
+        await runtime.close()
+
+
+async def _reindex(settings: Settings) -> int:
+    from .runtime import bootstrap
+
+    runtime = await bootstrap(settings)
+    try:
+        return await runtime.usecases.learner.rebuild_index()
     finally:
         await runtime.close()
 
@@ -282,6 +358,11 @@ def _parser() -> argparse.ArgumentParser:
     new.add_argument("caller")
 
     with_config(sub.add_parser("migrate", help="create or upgrade the database schema"))
+
+    learn = with_config(sub.add_parser("learn", help="apply queued signals (update_frequency: batch) and refit "
+                                       "the shared item model"))
+    learn.add_argument("--all", action="store_true", help="relearn every user from their stored events")
+    with_config(sub.add_parser("reindex", help="rebuild the similarity index from the database"))
     return parser
 
 
@@ -312,14 +393,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             return anyio.run(_verify, settings)
         elif args.command == "migrate":
             print(f"schema at revision {anyio.run(_migrate, settings)}")
+        elif args.command == "learn":
+            print(anyio.run(_learn, settings, args.all))
+        elif args.command == "reindex":
+            print(f"indexed {anyio.run(_reindex, settings)} users who consent to profiling")
     except ConfigError as exc:
         print(f"mnky-profiles: {exc}", file=sys.stderr)
         return 2
     except SettingsError as exc:
         print(f"mnky-profiles: invalid configuration: {_settings_error(exc)}", file=sys.stderr)
         return 2
+    except DomainError as exc:  # e.g. a demo of another seed already loaded
+        print(f"mnky-profiles: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        from ..store.vectors import VectorIndexError
+
+        if not isinstance(exc, VectorIndexError):
+            raise
+        # Its messages say why and what to change, e.g. a second server on the same data (a chat client's stdio
+        # server while the HTTP one runs: one server at a time uses a data directory).
+        print(f"mnky-profiles: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

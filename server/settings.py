@@ -122,8 +122,8 @@ class LocalIndexSettings(BaseModel):
     hnsw_threshold: int = Field(20_000, ge=0, description="Above this many users an HNSW graph answers queries; "
                                                            "below it, exact search.")
     connectivity: int = Field(16, ge=4, le=128, description="HNSW links per node (fixed once the graph exists).")
-    expansion_add: int = Field(128, ge=8, le=4096, description="HNSW candidate list while inserting.")
-    expansion_search: int = Field(96, ge=8, le=4096, description="HNSW candidate list while searching.")
+    expansion_add: int = Field(256, ge=8, le=4096, description="HNSW candidate list while inserting.")
+    expansion_search: int = Field(192, ge=8, le=4096, description="HNSW candidate list while searching.")
     fsync: bool = Field(False, description="Flush every change to disk before returning (survives power loss).")
 
 

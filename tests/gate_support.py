@@ -18,6 +18,8 @@ import sqlalchemy as sa
 from mcp import Client
 from pydantic import BaseModel
 
+import mnky_profiles.resources
+import mnky_profiles.tools  # noqa: F401  (importing the packages declares the whole surface)
 from mnky_profiles.domain.audit import AuditEntry
 from mnky_profiles.domain.callers import Caller
 from mnky_profiles.domain.catalog import Item

@@ -14,8 +14,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
@@ -24,12 +24,14 @@ from typing import Any
 import httpx2
 import pytest
 import yaml
-from mcp import StdioServerParameters
+from mcp import Client, StdioServerParameters
+from mcp.client.streamable_http import streamable_http_client
 
 from mnky_profiles.server.settings import DEFAULT_CONFIG
 
 START_TIMEOUT = 60.0  # seconds; the machine may be busy
 CLI_TIMEOUT = 120.0
+READ_TIMEOUT = 60.0  # per MCP request: a server that stops answering fails the test instead of hanging it
 _serial = count(1)
 
 # A caller bound to one data subject: the assistant of user u1, which may reach nobody else.
@@ -123,8 +125,21 @@ class HttpServer:
         return self.stdout_path.read_text(errors="replace")
 
     def client(self, token: str | None = None) -> httpx2.AsyncClient:
+        """A plain HTTP client, with ``Authorization: Bearer <token>`` on every request if a token is given."""
         headers = {"Authorization": f"Bearer {token}"} if token is not None else None
         return httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=60), trust_env=False)
+
+    @asynccontextmanager
+    async def session(self, token: str | None = None, mode: str = "legacy") -> AsyncIterator[Client]:
+        """The SDK's client over streamable HTTP, sending ``token`` as its bearer token."""
+        async with self.client(token) as http, \
+                connect(streamable_http_client(self.url, http_client=http), mode) as client:
+            yield client
+
+
+def connect(target: Any, mode: str = "legacy") -> Client:
+    """The SDK's ``Client`` for a URL, ``StdioServerParameters`` or transport, with a per-request timeout."""
+    return Client(target, mode=mode, read_timeout_seconds=READ_TIMEOUT)
 
 
 _BANNER = re.compile(r"serving MCP over streamable HTTP at (http://\S+)")
@@ -177,16 +192,19 @@ def _wait_for_health(process: subprocess.Popen[bytes], base: str, stderr_path: P
     pytest.fail(f"{base}/health did not answer:\n{stderr_path.read_text(errors='replace')}")
 
 
-def banner_snippet(banner: str) -> dict[str, Any]:
-    """The chat client configuration the banner prints (the indented JSON block after its heading)."""
+def banner_snippets(banner: str) -> dict[str, dict[str, Any]]:
+    """The chat client configurations the banner prints, by transport: the JSON block under each heading."""
+    found: dict[str, dict[str, Any]] = {}
     lines = banner.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.strip().startswith("Chat client (stdio)")) + 1
-    block: list[str] = []
-    for line in lines[start:]:
-        if not line.startswith("    "):
-            break
-        block.append(line)
-    return dict(json.loads("\n".join(block)))
+    for transport in ("HTTP", "stdio"):
+        start = next(i for i, line in enumerate(lines) if line.startswith(f"  Chat client over {transport}"))
+        while not lines[start].startswith("    {"):
+            start += 1
+        end = start
+        while end < len(lines) and lines[end].startswith("    "):
+            end += 1
+        found[transport.lower()] = json.loads("\n".join(lines[start:end]))["mcpServers"]["mnky-profiles"]
+    return found
 
 
 def tool_text(result: Any) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from mnky_profiles.privacy.audit import verify
+from mnky_profiles.server.cli import main
 from mnky_profiles.store.sql import schema
 
 from .conftest import ERAS, PG_URL, World
@@ -181,19 +181,21 @@ def config_file(world: World, path: Path) -> Path:
     return path
 
 
-async def audit_verify(config: Path) -> tuple[int, str]:
-    script = Path(sys.executable).with_name("mnky-profiles")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "mnky_profiles.server.cli"]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MNKY_")}  # the file alone configures it
-    done = await anyio.run_process([*command, "audit", "verify", "--config", str(config)], check=False, env=env)
-    return done.returncode, done.stdout.decode() + done.stderr.decode()
+async def audit_verify(config: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """``mnky-profiles audit verify --config FILE``: the console script's entry point, on a thread of its own."""
+    code = await anyio.to_thread.run_sync(main, ["audit", "verify", "--config", str(config)])
+    printed = capsys.readouterr()
+    return code, printed.out + printed.err
 
 
-async def test_the_cli_verifies_the_log(world: World, tmp_path: Path) -> None:
+async def test_the_cli_verifies_the_log(world: World, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [k for k in os.environ if k.startswith("MNKY_")]:
+        monkeypatch.delenv(name)  # the file alone configures it
     await fill(world)
     config = config_file(world, tmp_path / "config.yaml")
-    code, output = await audit_verify(config)
+    code, output = await audit_verify(config, capsys)
     assert code == 0 and "audit log intact: 6 entries" in output, output
     await tamper(world, "DELETE FROM audit_log WHERE seq = 4")
-    code, output = await audit_verify(config)
+    code, output = await audit_verify(config, capsys)
     assert code == 1 and "BROKEN" in output and "entry 4 is missing" in output, output

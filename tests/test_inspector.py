@@ -9,10 +9,20 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 
 from .support_node import INSPECTOR_SPEC, INSPECTOR_VERSION, Inspector, install_inspector
-from .support_servers import ANA, HttpServer, console_script, http_server, passthrough_env, write_config
+from .support_servers import (
+    ANA,
+    HttpServer,
+    connect,
+    console_script,
+    http_server,
+    passthrough_env,
+    stdio_params,
+    write_config,
+)
 
 pytestmark = pytest.mark.external
 
@@ -74,9 +84,13 @@ def test_inspector_lists_tools_over_stdio(inspector: Inspector, tmp_path: Path) 
 
 def test_inspector_calls_get_profile_over_stdio(inspector: Inspector, tmp_path: Path) -> None:
     config = write_config(tmp_path, local_caller="support-assistant")
-    created = inspector.json("--method", "tools/call", "--tool-name", "update_profile", "--tool-args-json",
-                             json.dumps({"user_id": "u1", "create": True, "attributes": ANA}), *stdio_target(config))
-    assert structured(created)["created"] is True
+
+    async def seed() -> None:  # the SDK's client waits for its server to exit, which frees the data for the next
+        async with connect(stdio_params(config)) as client:
+            result = await client.call_tool("update_profile", {"user_id": "u1", "create": True, "attributes": ANA})
+            assert not result.is_error, result.content
+
+    anyio.run(seed)
     view = inspector.json("--method", "tools/call", "--tool-name", "get_profile",
                           "--tool-arg", "user_id=u1", "purpose=service", *stdio_target(config))
     assert_support_view_of_ana(structured(view))

@@ -151,10 +151,21 @@ def test_fit_is_the_ease_closed_form(users: int, n_items: int) -> None:
     x = (rng.random((users, n_items)) < 0.3) * rng.uniform(0.5, 2.0, (users, n_items))
     items = [f"i{j}" for j in range(n_items)]
     model = fit(items, histories_of(x, items), l2=3.0)
-    np.testing.assert_allclose(model.weights, ease_reference(x, 3.0), atol=1e-5)
+    peak = np.maximum(x.max(axis=1, keepdims=True), 1e-300)  # each history is scaled to a peak of 1
+    np.testing.assert_allclose(model.weights, ease_reference(x / peak, 3.0), atol=1e-5)
     assert model.users == int((x > 0).any(axis=1).sum())
     counts = (x > 0).sum(axis=0)
     np.testing.assert_allclose(model.popularity, counts / counts.max(), atol=1e-7)
+
+
+def test_fit_does_not_depend_on_when_histories_were_taken() -> None:
+    # the same tastes, one user seen long ago (every weight decayed by the same factor): the same model
+    rng = np.random.default_rng(3)
+    x = (rng.random((20, 10)) < 0.4) * rng.uniform(0.5, 2.0, (20, 10))
+    items = [f"i{j}" for j in range(10)]
+    faded = x * np.array([1e-6 if u % 2 else 1.0 for u in range(20)])[:, None]
+    a, b = fit(items, histories_of(x, items), l2=2.0), fit(items, histories_of(faded, items), l2=2.0)
+    np.testing.assert_allclose(a.weights, b.weights, atol=1e-5)
 
 
 def test_ease_recovers_co_occurrence() -> None:
@@ -235,3 +246,25 @@ def test_mmr_trades_relevance_for_diversity() -> None:
     assert rerank(space, scores, everything, 4, 0.5)[:2] == [0, 3]
     assert sorted(rerank(space, scores, everything, 4, 0.5)) == [0, 1, 2, 3]
     assert rerank(space, scores, np.array([1, 2]), 5, 0.3) == [1, 2]  # only candidates, never more than exist
+
+
+def test_rerank_without_diversity_is_a_stable_sort_of_the_candidates() -> None:
+    rng = np.random.default_rng(5)
+    space = ItemSpace.build((f"i{j:03d}", "product", []) for j in range(300))
+    for _ in range(20):
+        scores = rng.integers(0, 6, 300).astype(np.float32)  # many ties
+        candidates = rng.permutation(300)[:200]
+        expected = candidates[np.argsort(-scores[candidates], kind="stable")][:7]
+        assert rerank(space, scores, candidates, 7, 0.0) == expected.tolist()
+
+
+def test_one_model_scores_against_different_item_spaces() -> None:
+    _, model = space_and_model()
+    blend = Blend(content=0, popularity=0, diversity=0)
+    small = ItemSpace.build([("b", "product", []), ("new", "product", [])])
+    full = ItemSpace.build((item, "product", []) for item in ["a", "b", "c", "d"])
+    row = model.weights[model.index["a"]]
+    for space in (full, small, full):  # the model remembers one space's positions; a new space must not reuse them
+        expected = np.array([row[model.index[i]] if i in model.index else 0.0 for i in space.item_ids])
+        expected /= np.abs(expected).max()
+        np.testing.assert_allclose(score(space, model, {"a": 1.0}, {}, blend, repurchase=False), expected, atol=1e-6)

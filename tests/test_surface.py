@@ -138,7 +138,7 @@ async def test_the_public_contract_is_registered(surface: World) -> None:
         resources = {str(r.uri) for r in (await c.list_resources()).resources}
         resources |= {t.uri_template for t in (await c.list_resource_templates()).resource_templates}
         prompts = {p.name for p in (await c.list_prompts()).prompts}
-    assert TOOLS <= tools and RESOURCES <= resources and PROMPTS <= prompts
+    assert TOOLS.issubset(tools) and RESOURCES.issubset(resources) and PROMPTS.issubset(prompts)
     # What is registered is exactly what is declared: nothing reached the server beside the declared surface.
     assert tools == {h.name for h in HANDLERS if h.kind == "tool"}
     assert resources == {h.name for h in HANDLERS if h.kind == "resource"}
@@ -187,6 +187,7 @@ async def test_read_only_tools_write_nothing(surface: World) -> None:
 
 
 def test_every_result_model_classifies_every_field() -> None:
+    assert (TOOLS | PROMPTS).issubset(h.name for h in HANDLERS)
     for handler in HANDLERS:
         assert check_model(result_model(handler)) == [], handler.action
 

@@ -7,15 +7,17 @@ import json
 import re
 import socket
 import subprocess
-import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
+import uvicorn
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
+from mcp.server.mcpserver import MCPServer
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
 from mnky_profiles.server import cli
@@ -26,7 +28,8 @@ from .support_servers import (
     BEN,
     COMPANION,
     HttpServer,
-    banner_snippet,
+    banner_snippets,
+    connect,
     console_script,
     http_server,
     passthrough_env,
@@ -81,10 +84,24 @@ def assert_clean_failure(out: subprocess.CompletedProcess[str], *needles: str) -
     assert out.stdout == ""
 
 
-def run_main(capsys: pytest.CaptureFixture[str], *args: str) -> subprocess.CompletedProcess[str]:
-    code = cli.main(list(args))
-    captured = capsys.readouterr()
-    return subprocess.CompletedProcess(args, code, captured.out, captured.err)
+RunMain = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> RunMain:
+    """``mnky-profiles ARGS`` in this process, for start-up refusals: serving anything instead fails the test."""
+    async def started(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("the server started instead of refusing to")
+
+    monkeypatch.setattr(uvicorn.Server, "serve", started)
+    monkeypatch.setattr(MCPServer, "run_stdio_async", started)
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        code = cli.main(list(args))
+        captured = capsys.readouterr()
+        return subprocess.CompletedProcess(args, code, captured.out, captured.err)
+
+    return run
 
 
 # -- the command line ----------------------------------------------------------------------------------------------
@@ -114,7 +131,7 @@ def test_token_new_prints_a_token_and_its_digest(token_new: str) -> None:
 @pytest.mark.parametrize("mode", ERAS)
 async def test_stdio_serves_the_sdk_client(tmp_path: Path, mode: str) -> None:
     config = write_config(tmp_path, local_caller="support-assistant")
-    async with Client(stdio_params(config), mode=mode) as client:
+    async with connect(stdio_params(config), mode) as client:
         assert_era(client, mode)
         tools = {t.name for t in (await client.list_tools()).tools}
         assert tools >= EXPECTED_TOOLS
@@ -202,8 +219,7 @@ def token_server(tmp_path_factory: pytest.TempPathFactory, token_new: str) -> It
 
 
 async def seed(server: HttpServer) -> None:
-    async with server.client(TOKENS["privacy-officer"]) as http, \
-            Client(streamable_http_client(server.url, http_client=http), mode="legacy") as client:
+    async with server.session(TOKENS["privacy-officer"], mode="legacy") as client:
         await call(client, "update_profile", user_id="u1", create=True, attributes=ANA)
         await call(client, "update_profile", user_id="u2", create=True, attributes=BEN)
 
@@ -245,8 +261,7 @@ async def test_a_wrong_token_is_401(token_server: HttpServer, token: str) -> Non
 @pytest.mark.parametrize("mode", ERAS)
 async def test_a_token_acts_as_its_caller(token_server: HttpServer, minted: str, mode: str) -> None:
     await seed(token_server)
-    async with token_server.client(minted) as http, \
-            Client(streamable_http_client(token_server.url, http_client=http), mode=mode) as support:
+    async with token_server.session(minted, mode=mode) as support:
         assert_era(support, mode)
         assert {t.name for t in (await support.list_tools()).tools} >= EXPECTED_TOOLS
         assert_support_view_of_ana(await call(support, "get_profile", user_id="u1", purpose="service"))
@@ -258,8 +273,7 @@ async def test_a_token_acts_as_its_caller(token_server: HttpServer, minted: str,
         spoofed = await call(support, "get_profile", user_id="u1", purpose="service", caller="privacy-officer")
         assert spoofed["identity"]["email"] is None
     # The same request with another caller's token is answered for that caller.
-    async with token_server.client(TOKENS["shopping-assistant"]) as http, \
-            Client(streamable_http_client(token_server.url, http_client=http), mode=mode) as shopping:
+    async with token_server.session(TOKENS["shopping-assistant"], mode=mode) as shopping:
         refused = await shopping.call_tool("get_profile", {"user_id": "u1", "purpose": "wellbeing"})
         assert refused.is_error and "'shopping-assistant' may not act" in tool_text(refused)
         view = await call(shopping, "get_profile", user_id="u1", purpose="service")
@@ -270,8 +284,7 @@ async def test_a_token_acts_as_its_caller(token_server: HttpServer, minted: str,
 @pytest.mark.parametrize("mode", ERAS)
 async def test_a_subject_bound_token_reaches_only_its_subject(token_server: HttpServer, mode: str) -> None:
     await seed(token_server)
-    async with token_server.client(TOKENS["ana-companion"]) as http, \
-            Client(streamable_http_client(token_server.url, http_client=http), mode=mode) as companion:
+    async with token_server.session(TOKENS["ana-companion"], mode=mode) as companion:
         view = await call(companion, "get_profile", user_id="u1", purpose="service")
         assert view["user_id"] == "u1" and view["demographics"]["language"]["value"] == "en-GB"
         for tool, arguments in [
@@ -291,13 +304,16 @@ async def test_without_tokens_http_serves_the_local_caller_on_loopback(tmp_path:
     config = write_config(tmp_path, local_caller="support-assistant")
     with http_server(config) as server:
         for mode in ERAS:
-            async with Client(server.url, mode=mode) as client:  # a bare URL: no token, no headers
+            async with connect(server.url, mode) as client:  # a bare URL: no token, no headers
                 assert_era(client, mode)
                 await call(client, "update_profile", user_id="u1", create=True, attributes=ANA)
                 assert_support_view_of_ana(await call(client, "get_profile", user_id="u1", purpose="service"))
         banner = server.stderr()
     assert "every request acts as support-assistant" in banner
     assert "--header" not in banner
+    # Stopped with SIGTERM, it shut down cleanly: stores closed, exit status 0.
+    assert server.process.returncode == 0
+    assert "Traceback" not in server.stderr()
 
 
 def test_without_tokens_http_refuses_a_non_loopback_host(tmp_path: Path) -> None:
@@ -309,10 +325,9 @@ def test_without_tokens_http_refuses_a_non_loopback_host(tmp_path: Path) -> None
 
 
 @pytest.mark.parametrize("host", ["192.0.2.10", "::", "example.org"])
-def test_without_tokens_http_refuses_other_hosts(tmp_path: Path, host: str, capsys: pytest.CaptureFixture[str]
-                                                 ) -> None:
+def test_without_tokens_http_refuses_other_hosts(tmp_path: Path, host: str, run_main: RunMain) -> None:
     config = write_config(tmp_path)
-    out = run_main(capsys, "serve", "--transport", "http", "--host", host, "--port", "0", "--config", str(config))
+    out = run_main("serve", "--transport", "http", "--host", host, "--port", "0", "--config", str(config))
     assert_clean_failure(out, f"refusing to serve on {host}")
     assert not (tmp_path / "data").exists()
 
@@ -323,8 +338,7 @@ async def test_tokens_allow_a_wildcard_bind(tmp_path: Path) -> None:
         assert server.url.startswith("http://127.0.0.1:")
         async with server.client() as http:
             assert (await http.post(server.url, json=INITIALIZE, headers=MCP_HEADERS)).status_code == 401
-        async with server.client(TOKENS["privacy-officer"]) as http, \
-                Client(streamable_http_client(server.url, http_client=http), mode="legacy") as client:
+        async with server.session(TOKENS["privacy-officer"], mode="legacy") as client:
             await call(client, "update_profile", user_id="u1", create=True, attributes=ANA)
 
 
@@ -344,54 +358,70 @@ def test_a_wrong_value_in_the_environment_names_the_variable(tmp_path: Path) -> 
 
 
 def test_an_unparsable_environment_value_names_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+                                                            run_main: RunMain) -> None:
     config = write_config(tmp_path)
     monkeypatch.setenv("MNKY_USER_PROFILING", "mongo")
-    assert_clean_failure(run_main(capsys, "serve", "--config", str(config)), "user_profiling", "MNKY_USER_PROFILING")
+    assert_clean_failure(run_main("serve", "--config", str(config)), "user_profiling", "MNKY_USER_PROFILING")
 
 
-def test_a_token_shared_by_two_callers_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_token_shared_by_two_callers_is_refused(tmp_path: Path, run_main: RunMain) -> None:
     config = write_config(tmp_path, tokens={"support-assistant": "same", "privacy-officer": "same"})
-    out = run_main(capsys, "serve", "--transport", "http", "--port", "0", "--config", str(config))
+    out = run_main("serve", "--transport", "http", "--port", "0", "--config", str(config))
     assert_clean_failure(out, "token_sha256", "support-assistant")
 
 
-def test_no_local_caller_and_no_tokens_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_local_caller_and_no_tokens_is_refused(tmp_path: Path, run_main: RunMain) -> None:
     config = write_config(tmp_path, local_caller=None)
     for transport in ("stdio", "http"):
-        out = run_main(capsys, "serve", "--transport", transport, "--port", "0", "--config", str(config))
+        out = run_main("serve", "--transport", transport, "--port", "0", "--config", str(config))
         assert_clean_failure(out, "local_caller is not set")
 
 
-def test_a_busy_port_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_busy_port_is_a_clear_error(tmp_path: Path, run_main: RunMain) -> None:
     config = write_config(tmp_path)
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        out = run_main(capsys, "serve", "--transport", "http", "--port", str(port), "--config", str(config))
+        out = run_main("serve", "--transport", "http", "--port", str(port), "--config", str(config))
     assert_clean_failure(out, f"cannot listen on 127.0.0.1:{port}")
     assert "serving MCP" not in out.stderr
 
 
 # -- the banner ----------------------------------------------------------------------------------------------------
 
-async def test_the_banner_shows_how_to_attach(token_server: HttpServer) -> None:
-    banner = token_server.stderr()
-    url = token_server.url
-    inspector = "npx -y @modelcontextprotocol/inspector@2.12.0"
-    header = '--header "Authorization: Bearer <token>"'
-    assert f"{inspector} --transport http --server-url {url} {header}" in banner
-    assert f"{inspector} --cli {url} --transport http --method tools/list {header}" in banner
-    assert f"curl {token_server.base}/health" in banner
-    assert "serving MCP" not in token_server.stdout()  # HTTP mode prints to stderr only
-    # The chat client snippet starts a stdio server on the same data.
-    await seed(token_server)
-    server = banner_snippet(banner)["mcpServers"]["mnky-profiles"]
-    assert Path(server["command"]).name == "mnky-profiles" or server["command"] == sys.executable
-    assert "serve" in server["args"] and "--config" in server["args"]
-    params = StdioServerParameters(command=server["command"], args=server["args"],
-                                   env=server.get("env", {}) | passthrough_env())
-    async with Client(params, mode="legacy") as client:
+async def test_the_banner_shows_how_to_attach(tmp_path: Path) -> None:
+    support = "mnky_test_support"
+    config = write_config(tmp_path, tokens={"support-assistant": support,
+                                            "privacy-officer": TOKENS["privacy-officer"]})
+    with http_server(config) as server:
+        banner = server.stderr()
+        url = server.url
+        inspector = "npx -y @modelcontextprotocol/inspector@2.12.0"
+        header = '--header "Authorization: Bearer <token>"'
+        assert f"{inspector} --transport http --server-url {url} {header}" in banner
+        assert f"{inspector} --cli {url} --transport http --method tools/list {header}" in banner
+        assert f"curl {server.base}/health" in banner
+        assert "serving MCP" not in server.stdout()  # HTTP mode prints to stderr only
+        snippets = banner_snippets(banner)
+        # The HTTP snippet attaches to this server while it runs.
+        remote = snippets["http"]
+        assert remote["type"] == "http" and remote["url"] == url
+        headers = {k: v.replace("<token>", support) for k, v in remote["headers"].items()}
+        await seed(server)
+        async with httpx2.AsyncClient(headers=headers, trust_env=False) as http, \
+                connect(streamable_http_client(remote["url"], http_client=http)) as client:
+            assert_support_view_of_ana(await call(client, "get_profile", user_id="u1", purpose="service"))
+        # The stdio snippet needs the data to itself: while this server runs it refuses, without a traceback.
+        stdio = snippets["stdio"]
+        clash = run_cli(*stdio["args"], env=stdio["env"])
+        assert clash.returncode == 1 and "Traceback" not in clash.stderr, clash.stderr
+        assert clash.stderr.startswith("mnky-profiles: ") or "\nmnky-profiles: " in clash.stderr, clash.stderr
+    # Once it is stopped, the stdio snippet starts a server of its own on the same settings and data.
+    assert Path(stdio["command"]).name == "mnky-profiles"
+    assert stdio["args"] == ["serve", "--config", str(config.resolve())]
+    params = StdioServerParameters(command=stdio["command"], args=stdio["args"],
+                                   env=stdio.get("env", {}) | passthrough_env())
+    async with connect(params) as client:
         assert {t.name for t in (await client.list_tools()).tools} >= EXPECTED_TOOLS
         assert_support_view_of_ana(await call(client, "get_profile", user_id="u1", purpose="service"))

@@ -427,6 +427,10 @@ async def test_pinecone_errors_are_translated(pinecone_fake: tuple[FakePinecone,
         await PineconeIndex.connect(dim=DIM * 2, api_key="test-key", host=server.url)
     with pytest.raises(VectorIndexError, match="host"):
         await PineconeIndex.connect(dim=DIM, api_key="test-key")
+    with pytest.MonkeyPatch.context() as env:
+        env.delenv("PINECONE_API_KEY", raising=False)
+        with pytest.raises(VectorIndexError, match="MNKY_PINECONE__API_KEY"):
+            await PineconeIndex.connect(dim=DIM, host=server.url)
     index = await pinecone_index(server)
     try:
         fake.fail_status = 400
@@ -454,3 +458,13 @@ def test_pinecone_ids_encode_reversibly() -> None:
         assert stored.isascii() and decode_id(stored) == user_id
     assert encode_id("plain-id_1.x") == "plain-id_1.x"  # ordinary ids are stored as they are
 
+
+
+def test_the_settings_defaults_are_the_benchmarked_parameters() -> None:
+    from mnky_profiles.server.settings import LocalIndexSettings
+    from mnky_profiles.store.vectors import local
+
+    defaults = LocalIndexSettings()
+    assert (defaults.hnsw_threshold, defaults.connectivity, defaults.expansion_add, defaults.expansion_search) == (
+        local.DEFAULT_THRESHOLD, local.DEFAULT_CONNECTIVITY, local.DEFAULT_EXPANSION_ADD,
+        local.DEFAULT_EXPANSION_SEARCH)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import anyio.to_thread
 import numpy as np
 
 from ..domain.catalog import Item
@@ -259,12 +260,30 @@ class Learner:
                     break
                 histories += [history(p, now, self.half_life_days) for p in prefs.values()]
                 after = users[-1]
-            model = recommender.fit(catalog.space.item_ids, histories, self.l2)
+            # The fit is CPU-bound numpy: run it off the event loop so the server keeps answering.
+            model = await anyio.to_thread.run_sync(recommender.fit, catalog.space.item_ids, histories, self.l2)
             self.model = model
             if self.model_path is not None:
                 save_model(self.model_path, model, now)
             log.info("fitted the item model on %d users", model.users)
             return model
+
+    async def maintain(self, every_minutes: float) -> None:
+        """The periodic task of a running server: apply queued signals (batch) and refit the shared model.
+
+        Without a fitted model it fits at once; otherwise it first waits one interval.
+        """
+        wait = self.model is not None
+        while True:
+            if wait:
+                await asyncio.sleep(every_minutes * 60)
+            wait = True
+            try:
+                if not self.realtime:
+                    await self.learn()
+                await self.fit()
+            except Exception:
+                log.exception("learning maintenance failed; retrying at the next interval")
 
     def load_model(self) -> bool:
         if self.model_path is None or not self.model_path.exists():

@@ -14,6 +14,7 @@ consistent figure.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -113,6 +114,8 @@ class PineconeIndex:
         pinecone = _import_pinecone()
         if not host and not index_name:
             raise VectorIndexError("set pinecone.host (the index host) or pinecone.index_name")
+        if not api_key and not os.environ.get("PINECONE_API_KEY"):
+            raise VectorIndexError("no Pinecone API key: set MNKY_PINECONE__API_KEY (or PINECONE_API_KEY)")
         where = host or f"index {index_name!r}"
         async with _translated("open the index", where):
             if host:
