@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ipaddress
 import json
 import logging
@@ -10,7 +11,7 @@ import re
 import signal
 import socket
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -199,6 +200,16 @@ def _stop_on_sigterm() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextmanager
+def _in_background(work: Coroutine[Any, Any, None]) -> Iterator[None]:
+    """Run ``work`` beside the server and cancel it when the server stops (a signal's exit stays plain)."""
+    task = asyncio.get_running_loop().create_task(work)
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
 async def _serve(settings: Settings, transport: str, host: str, port: int, config: Path | None,
                  banner: bool = True) -> None:
     from .app import build_server
@@ -208,10 +219,8 @@ async def _serve(settings: Settings, transport: str, host: str, port: int, confi
     if transport == "stdio":
         runtime = await bootstrap(settings)
         try:
-            async with anyio.create_task_group() as tasks:
-                tasks.start_soon(runtime.usecases.learner.maintain, settings.learning.refit_minutes)
+            with _in_background(runtime.usecases.learner.maintain(settings.learning.refit_minutes)):
                 await build_server(runtime, caller_from=caller_from).run_stdio_async()
-                tasks.cancel_scope.cancel()
         finally:
             await runtime.close()
         return
@@ -231,11 +240,9 @@ async def _serve(settings: Settings, transport: str, host: str, port: int, confi
                 print(attach_instructions(host, port, config, caller_from == "token", settings.data_dir,
                                           settings.local_caller), file=sys.stderr, flush=True)
             config_ = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
-            with _stop_on_sigterm():
-                async with anyio.create_task_group() as tasks:
-                    tasks.start_soon(runtime.usecases.learner.maintain, settings.learning.refit_minutes)
-                    await uvicorn.Server(config_).serve(sockets=[sock])
-                    tasks.cancel_scope.cancel()
+            with _stop_on_sigterm(), _in_background(runtime.usecases.learner.maintain(
+                    settings.learning.refit_minutes)):
+                await uvicorn.Server(config_).serve(sockets=[sock])
         finally:
             await runtime.close()
     finally:
