@@ -31,7 +31,7 @@ What is measured
 Data
   The demo population (``examples.demo.load_demo``) of ``--users`` users and ``--seed``. ``load_demo`` writes the
   histories as rows, around the learning path, so ``Learner.relearn`` then folds them into preferences, user
-  vectors and the similarity index (above 20,000 consenting users the index is an HNSW graph), as if the server
+  vectors and the similarity index (an HNSW graph above local_index.hnsw_threshold users), as if the server
   had recorded them live. Both steps run once per database and are kept: SQLite and the index under
   ``benchmarks/.data/sqlite-u<users>-s<seed>/``; PostgreSQL in the database ``bench_core_u<users>_s<seed>`` on the
   server of ``--postgres-url``, its index under ``benchmarks/.data/postgresql-u<users>-s<seed>/``. A kept dataset
@@ -535,6 +535,7 @@ class Run:
     datasets: list[Dataset] = field(default_factory=list)
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    postgres: str = ""  # the server's version and the settings that matter here
 
 
 def report(run: Run) -> str:
@@ -550,7 +551,7 @@ def report(run: Run) -> str:
         "```",
         "",
         f"- Date: {run.started.isoformat(timespec='seconds')}; code: {revision()}.",
-        f"- Machine: {machine()}.",
+        f"- Machine: {machine()}{'; ' + run.postgres if run.postgres else ''}.",
         f"- Load average (1/5/15 min): {run.load_start} at start, {run.load_end} at end. The machine was shared "
         "with other work; wall times include waiting for a core, CPU times do not.",
         "",
@@ -562,7 +563,7 @@ def report(run: Run) -> str:
         *[f"- {n}" for n in run.notes],
         "",
         "How to read it: latency is the client's wall time for one `call_tool`, one call at a time, after a "
-        f"warm-up ({warmups}); each round calls the three tools once, the order rotating each round, and the "
+        f"warm-up ({warmups}); each round calls each tool once, the order rotating each round, and the "
         "ratios divide by the no-op's p50 and p99 from the same run. CPU p50 (in-process only) is this "
         "process's CPU time per call: client and server, SQLite included, PostgreSQL's own work not. The no-op "
         "is a tool on the same server, registered after `build_server` with `add_tool`: same SDK path and "
@@ -618,6 +619,9 @@ def parser() -> argparse.ArgumentParser:
                    help="measured rounds per transport: N, or N_INPROCESS,N_STDIO (default 2000,500)")
     p.add_argument("--warmup", type=_calls, default=None,
                    help="warm-up rounds: N, or N_INPROCESS,N_STDIO (default a tenth of --calls, at least 20)")
+    p.add_argument("--operations", type=lambda v: _choices(v, OPERATIONS[1:]), default=list(OPERATIONS[1:]),
+                   help="the gated tools to measure: get_profile,record_event (default both); the no-op always "
+                        "runs, as the baseline. One alone makes a profile of it (--profile, py-spy) easy to read")
     p.add_argument("--pool-size", type=int, default=1000, help="users the calls are spread over (default 1000)")
     p.add_argument("--mode", default="auto", choices=["auto", "legacy"],
                    help="the SDK client's protocol mode (default auto: the 2026-07-28 protocol)")
@@ -638,6 +642,10 @@ async def run_database(run: Run, database: str) -> None:
         dataset = await sqlite_dataset(a.users, a.seed, a.reload)
     else:
         dataset = await postgres_dataset(a.postgres_url, a.users, a.seed, a.reload)
+        shown = await _pg_admin(a.postgres_url, *(f"SHOW {name}" for name in ("server_version", "synchronous_commit",
+                                                                                "shared_buffers")))
+        version_, sync, buffers = (rows[0][0] for rows in shown)
+        run.postgres = f"PostgreSQL {version_} (synchronous_commit {sync}, shared_buffers {buffers})"
     run.datasets.append(dataset)
     ws = await workspace(dataset, a.postgres_url)
     try:
@@ -649,7 +657,7 @@ async def run_database(run: Run, database: str) -> None:
             log(f"{database} {transport}: {a.warmups[transport]} warm-up and {a.calls[transport]} measured rounds "
                 f"(load average {loadavg()})")
             t0 = time.perf_counter()
-            samples = await measure(ws, transport, OPERATIONS, a.calls[transport], a.warmups[transport],
+            samples = await measure(ws, transport, (NOOP, *a.operations), a.calls[transport], a.warmups[transport],
                                     subjects, a.seed, a.mode, a.profile)
             rows = summarize(database, transport, samples)
             run.rows += rows

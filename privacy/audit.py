@@ -61,7 +61,7 @@ async def verify(store: AuditStore, recorded_head: tuple[int, str] | None) -> Ve
     problems: list[str] = []
     expected_seq, prev = 1, GENESIS
     count = 0
-    async for chained in store.entries():  # type: ignore[attr-defined]
+    async for chained in store.entries():
         count += 1
         if chained.seq != expected_seq:
             problems.append(f"entry {expected_seq} is missing (next found: {chained.seq})")

@@ -242,7 +242,8 @@ def _describe(exc: ValidationError, path: Path | None, data: dict[str, Any]) -> 
 
 
 def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
-    """Settings from ``path`` (the packaged defaults when None), the environment, then ``overrides``."""
+    """Settings from ``path`` (the packaged defaults when None) with ``overrides`` replacing its top-level keys;
+    the environment (``MNKY_...``) overrides both, as it does for every key."""
     source = path or DEFAULT_CONFIG
     data = _read_yaml(source)
     data.update(overrides)

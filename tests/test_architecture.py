@@ -8,6 +8,7 @@ Optional extras stay optional: their libraries are imported only lazily, inside 
 from __future__ import annotations
 
 import ast
+import importlib.metadata
 import shutil
 import subprocess
 import sys
@@ -443,6 +444,19 @@ def test_console_script_and_dependencies() -> None:
     assert not {"asyncpg", "pinecone", "pinecone-client", "openai"} & set(base)
 
 
+def _isolation() -> list[str]:
+    """Build offline with the installed setuptools when it builds wheels itself (70.1 and later); otherwise pip
+    fetches the build requirements from the package index into an isolated environment."""
+    from packaging.version import Version
+
+    try:
+        if Version(importlib.metadata.version("setuptools")) >= Version("70.1"):
+            return ["--no-build-isolation"]
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    return []
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> tuple[zipfile.ZipFile, Path]:
     """The wheel built from a copy of this checkout (so no build output lands in the repository), and the copy."""
@@ -454,7 +468,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> tuple[zipfile.ZipFile, Pa
     out = work / "out"
     done = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "--disable-pip-version-check",
-         str(source), "-w", str(out)],
+         *_isolation(), str(source), "-w", str(out)],
         capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
     (built,) = out.glob("mnky_profiles-*.whl")

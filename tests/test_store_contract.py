@@ -13,7 +13,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from mnky_profiles.domain.audit import AuditEntry, ChainedEntry, Withholding
 from mnky_profiles.domain.catalog import Item
-from mnky_profiles.domain.consent import ConsentRecord
+from mnky_profiles.domain.consent import ConsentRecord, ConsentState
 from mnky_profiles.domain.errors import Conflict, DomainError
 from mnky_profiles.domain.events import Event
 from mnky_profiles.domain.profiles import Attribute
@@ -59,9 +59,9 @@ def ev(user_id: str, event_type: str, at: datetime, item_id: str | None = None, 
     return Event(user_id, event_type, at, item_id, dict(properties))
 
 
-def consent(purpose: str, state: str, source: str, minutes: int, user_id: str = "u1", **kw: object) -> ConsentRecord:
-    return ConsentRecord(user_id=user_id, purpose=purpose, state=state, source=source,  # type: ignore[arg-type]
-                         recorded_at=T0 + timedelta(minutes=minutes), **kw)  # type: ignore[arg-type]
+def consent(purpose: str, state: ConsentState, source: str, minutes: int, user_id: str = "u1",
+            evidence: str | None = None, expires_at: datetime | None = None) -> ConsentRecord:
+    return ConsentRecord(user_id, purpose, state, source, T0 + timedelta(minutes=minutes), evidence, expires_at)
 
 
 # -- profiles ------------------------------------------------------------------------------------------------
