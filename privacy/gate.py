@@ -88,8 +88,11 @@ class Gate:
                     raise UnknownUser(subject)
                 decision = (await repo.consents(subject)).decide(purpose.name, now)
             if not decision.allowed:
+                # Why there is no consent (withdrawn, expired, ...) is consent data: only for callers who may see it.
+                why = (decision.explain(subject) if caller.may_see(cat.CONSENT)
+                       else f"User {subject!r} has not consented to {purpose.name!r}.")
                 raise ConsentRequired(
-                    decision.explain(subject) + " Nothing is released for this purpose without it.",
+                    why + " Nothing is released for this purpose without it.",
                     f"Ask the user; if they agree, call record_consent(user_id, purpose={purpose.name!r}, "
                     "granted=true, source=...). Purpose 'service' needs no consent.")
         return Access(caller, handler, purpose, subject, decision, now, tuple(subjects))

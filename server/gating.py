@@ -36,6 +36,7 @@ log = logging.getLogger("mnky_profiles.gate")
 GATED_METHODS = {"tools/call": "tool", "resources/read": "resource", "prompts/get": "prompt"}
 CallerSource = Literal["local", "token"]
 _SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,31}")
+_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 @dataclass
@@ -180,10 +181,11 @@ def _target(ctx: Any) -> str:
 
 
 def _audited_target(ctx: Any, kind: str) -> str:
-    """What the audit names: a resource URI carries identifiers (profile://u1), so only its scheme is kept."""
+    """What the audit names: a resource URI carries identifiers (profile://u1), so only its scheme is kept; an
+    unknown tool or prompt name is kept only when it looks like a name."""
     target = _target(ctx)
     if kind != "resource":
-        return target
+        return target if _NAME.fullmatch(target) else "?"
     scheme = target.split("://", 1)[0]
     return f"{scheme}://..." if _SCHEME.fullmatch(scheme) and "://" in target else "?"
 

@@ -288,6 +288,37 @@ def result_texts(result: Any) -> list[str]:
     return texts
 
 
+# -- tool input schemas ----------------------------------------------------------------------------------------
+def resolve(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        node = schema["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+    return node
+
+
+def sample(schema: dict[str, Any], name: str, node: dict[str, Any], user_id: str) -> Any:
+    """A value the schema accepts: enough to get past argument validation, not necessarily a useful call."""
+    node = resolve(schema, node)
+    if name == "user_id":
+        return user_id
+    if name == "purpose":
+        return "service"
+    if "const" in node:
+        return node["const"]
+    if "enum" in node:
+        return node["enum"][0]
+    if "anyOf" in node:
+        options = [o for o in node["anyOf"] if resolve(schema, o).get("type") != "null"]
+        return sample(schema, name, options[0], user_id)
+    return {"string": "x", "integer": node.get("minimum", 1), "number": node.get("minimum", 0),
+            "boolean": False, "array": [], "object": {}}[node["type"]]
+
+
+def required_arguments(schema: dict[str, Any], user_id: str) -> dict[str, Any]:
+    """The required arguments of a tool, from its input schema alone (so tools added later are covered)."""
+    return {name: sample(schema, name, node, user_id) for name, node in schema.get("properties", {}).items()
+            if name in schema.get("required", [])}
+
+
 # -- the stored data ---------------------------------------------------------------------------------------------
 async def snapshot(runtime: Runtime) -> dict[str, list[tuple[Any, ...]]]:
     """Every row of every table but the audit log, in key order: two equal snapshots mean nothing was written."""

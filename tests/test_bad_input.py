@@ -23,7 +23,7 @@ from mnky_profiles.usecases.events import MAX_BATCH
 from mnky_profiles.usecases.profiles import MAX_ATTRIBUTES
 
 from .conftest import FakeClock, World, open_world
-from .gate_support import audit_length, connect, newest_entry, snapshot
+from .gate_support import audit_length, connect, newest_entry, required_arguments, resolve, snapshot
 
 pytestmark = pytest.mark.anyio
 
@@ -36,8 +36,7 @@ Garbage = tuple[dict[str, Any], str | None]
 
 # -- generic garbage from the input schema: works for any tool, including tools added later ---------------------
 def _types(schema: dict[str, Any], node: dict[str, Any]) -> set[str]:
-    while "$ref" in node:
-        node = schema["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+    node = resolve(schema, node)
     if "anyOf" in node:
         return set().union(*(_types(schema, option) for option in node["anyOf"]))
     if "enum" in node or "const" in node:
@@ -302,7 +301,7 @@ def test_garbage_to_every_tool_is_a_clean_tool_error(served: tuple[BlockingPorta
     portal, world, client = served
     tools = portal.call(input_schemas, client)
     name = data.draw(st.sampled_from(sorted(tools)), label="tool")
-    options = [schema_garbage(tools[name], VALID.get(name, {}))]
+    options = [schema_garbage(tools[name], VALID.get(name) or required_arguments(tools[name], USER))]
     specific = tool_garbage(name, world.clock.now(), world.runtime.settings.user_profiling.retention_days)
     if specific is not None:
         options += [specific, specific]  # twice as likely as the generic kind

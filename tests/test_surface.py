@@ -25,7 +25,17 @@ from mnky_profiles.tools.arguments import Purpose, UserId
 from mnky_profiles.usecases.app import Scope
 
 from .conftest import FakeClock, World, open_world
-from .gate_support import audit_length, audit_text, connect, newest_entry, result_model, result_texts, snapshot
+from .gate_support import (
+    audit_length,
+    audit_text,
+    connect,
+    newest_entry,
+    required_arguments,
+    resolve,
+    result_model,
+    result_texts,
+    snapshot,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -61,35 +71,6 @@ async def surface(tmp_path: Any, clock: FakeClock) -> Any:
         yield world
 
 
-def resolve(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
-    while "$ref" in node:
-        node = schema["$defs"][node["$ref"].rsplit("/", 1)[-1]]
-    return node
-
-
-def sample(schema: dict[str, Any], name: str, node: dict[str, Any]) -> Any:
-    """A value the schema accepts: enough to get past argument validation, not necessarily a useful call."""
-    node = resolve(schema, node)
-    if name == "user_id":
-        return "ana"
-    if name == "purpose":
-        return "service"
-    if "const" in node:
-        return node["const"]
-    if "enum" in node:
-        return node["enum"][0]
-    if "anyOf" in node:
-        options = [o for o in node["anyOf"] if resolve(schema, o).get("type") != "null"]
-        return sample(schema, name, options[0])
-    return {"string": "x", "integer": node.get("minimum", 1), "number": node.get("minimum", 0),
-            "boolean": False, "array": [], "object": {}}[node["type"]]
-
-
-def required_arguments(schema: dict[str, Any]) -> dict[str, Any]:
-    return {name: sample(schema, name, node) for name, node in schema.get("properties", {}).items()
-            if name in schema.get("required", [])}
-
-
 def personal_required(schema: dict[str, Any], node: dict[str, Any] | None = None, where: str = "") -> list[str]:
     """Output-schema properties that carry a personal category yet are required (the gate could not null them)."""
     node = resolve(schema, node if node is not None else schema)
@@ -109,7 +90,7 @@ def personal_required(schema: dict[str, Any], node: dict[str, Any] | None = None
 
 async def all_targets(client: Client) -> list[tuple[str, str, dict[str, Any]]]:
     """Every registered tool, resource (static and template) and prompt, with arguments it accepts."""
-    targets = [("tool", t.name, required_arguments(t.input_schema)) for t in (await client.list_tools()).tools]
+    targets = [("tool", t.name, required_arguments(t.input_schema, "ana")) for t in (await client.list_tools()).tools]
     targets += [("resource", str(r.uri), {}) for r in (await client.list_resources()).resources]
     targets += [("resource", t.uri_template, {}) for t in (await client.list_resource_templates()).resource_templates]
     for p in (await client.list_prompts()).prompts:
@@ -181,7 +162,7 @@ async def test_read_only_tools_write_nothing(surface: World) -> None:
             if not t.annotations or not t.annotations.read_only_hint:
                 continue
             before = await snapshot(surface.runtime)
-            result = await c.call_tool(t.name, calls.get(t.name) or required_arguments(t.input_schema))
+            result = await c.call_tool(t.name, calls.get(t.name) or required_arguments(t.input_schema, "ana"))
             assert t.name not in calls or not result.is_error, result.content[0].text
             assert await snapshot(surface.runtime) == before, t.name
 
