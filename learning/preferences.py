@@ -8,6 +8,7 @@ Explicit statements ("likes lavender") are kept apart and outrank what was infer
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -92,7 +93,7 @@ def tokens_in_query(query: str, vocabulary: Mapping[str, list[str]]) -> list[str
     """Catalog tokens a search query names, matching single words and two-word values."""
     words = [w.strip(".,!?;:'\"()").lower() for w in query.split()]
     found: list[str] = []
-    for phrase in words + [f"{a} {b}" for a, b in zip(words, words[1:], strict=False)]:
+    for phrase in words + [f"{a} {b}" for a, b in itertools.pairwise(words)]:
         for token in vocabulary.get(phrase, []):
             if token not in found:
                 found.append(token)

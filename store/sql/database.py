@@ -123,76 +123,6 @@ class SQLiteDatabase(Database):
                 self._owner = None
 
     def read(self) -> Any:
-        """An async context manager yielding a connection for reads."""
-
-    @abstractmethod
-    def write(self) -> Any:
-        """An async context manager yielding a connection in a transaction: commit on exit, rollback on error."""
-
-    @abstractmethod
-    async def run_sync(self, fn: Callable[[Connection], T]) -> T:
-        """Run ``fn`` with a synchronous connection in a transaction (migrations, bulk loads)."""
-
-    @abstractmethod
-    async def close(self) -> None: ...
-
-
-class _SyncConn:
-    def __init__(self, conn: Connection) -> None:
-        self._conn = conn
-        self.dialect = "sqlite"
-
-    async def execute(self, statement: Any, params: Any = None) -> CursorResult[Any]:
-        try:
-            return self._conn.execute(statement, params)
-        except DBAPIError as exc:
-            raise _translate(exc) from exc
-
-
-class SQLiteDatabase(Database):
-    dialect = "sqlite"
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self.engine = sa.create_engine(
-            f"sqlite:///{path}", poolclass=sa.pool.StaticPool, connect_args={"check_same_thread": False}
-        )
-
-        @sa.event.listens_for(self.engine, "connect")
-        def _configure(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself, below
-            for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=10000"):
-                dbapi_conn.execute(f"PRAGMA {pragma}")
-
-        @sa.event.listens_for(self.engine, "begin")
-        def _begin(conn: Connection) -> None:
-            # Writers take the write lock up front so two processes never deadlock upgrading a read lock.
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("immediate") else "BEGIN")
-
-        self._conn = self.engine.connect()
-        self._lock = asyncio.Lock()
-        self._owner: asyncio.Task[Any] | None = None
-
-    @asynccontextmanager
-    async def _transaction(self, immediate: bool) -> AsyncIterator[Conn]:
-        async with self._lock:
-            self._conn.info["immediate"] = immediate
-            try:
-                tx = self._conn.begin()
-            except OperationalError as exc:
-                raise _translate(exc) from exc
-            try:
-                yield _SyncConn(self._conn)
-            except BaseException:
-                tx.rollback()
-                raise
-            try:
-                tx.commit()
-            except DBAPIError as exc:
-                raise _translate(exc) from exc
-
-    def read(self) -> Any:
         return self._transaction(immediate=False)
 
     def write(self) -> Any:
@@ -227,9 +157,8 @@ class PostgresDatabase(Database):
 
     def __init__(self, url: str, pool_size: int = 10, schema: str | None = None) -> None:
         try:
-            from sqlalchemy.ext.asyncio import create_async_engine
-
             import asyncpg  # noqa: F401
+            from sqlalchemy.ext.asyncio import create_async_engine
         except ImportError as exc:  # pragma: no cover - depends on the install
             raise RuntimeError(
                 "PostgreSQL storage needs the 'postgresql' extra: pip install 'mnky-profiles[postgresql]'"

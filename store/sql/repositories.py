@@ -12,8 +12,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ...domain.catalog import Item
 from ...domain.consent import SALE_OPT_OUT_SOURCES, ConsentRecord, SubjectConsents
 from ...domain.events import Event
-from ...domain.profiles import Attribute
 from ...domain.preferences import Preference, StoredVector
+from ...domain.profiles import Attribute
 from . import schema as t
 from .database import Conn
 
