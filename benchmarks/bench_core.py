@@ -32,7 +32,9 @@ Data
   The demo population (``examples.demo.load_demo``) of ``--users`` users and ``--seed``. ``load_demo`` writes the
   histories as rows, around the learning path, so ``Learner.relearn`` then folds them into preferences, user
   vectors and the similarity index (an HNSW graph above local_index.hnsw_threshold users), as if the server
-  had recorded them live. Both steps run once per database and are kept: SQLite and the index under
+  had recorded them live, and the shared item model is fitted (a server without one fits it as it starts, which
+  would run beside the measured calls). These steps run once per database and are kept: SQLite, the index and
+  the model under
   ``benchmarks/.data/sqlite-u<users>-s<seed>/``; PostgreSQL in the database ``bench_core_u<users>_s<seed>`` on the
   server of ``--postgres-url``, its index under ``benchmarks/.data/postgresql-u<users>-s<seed>/``. A kept dataset
   is reused when it holds exactly ``--users`` profiles (a row count check) and its ``dataset.json`` records the
@@ -50,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import hashlib
 import json
 import os
 import platform
@@ -79,7 +82,7 @@ from mcp.client.stdio import StdioServerParameters
 from mnky_profiles.examples.demo import load_demo
 from mnky_profiles.server.app import build_server
 from mnky_profiles.server.runtime import bootstrap, open_store
-from mnky_profiles.server.settings import DEFAULT_CONFIG, Settings, load_settings
+from mnky_profiles.server.settings import DEFAULT_CONFIG, ENV_PREFIX, Settings, load_settings
 from mnky_profiles.store.sql import schema as t
 from mnky_profiles.store.sql.store import SQLStore
 
@@ -172,20 +175,29 @@ async def _fill(dataset: Dataset) -> None:
             log(f"{dataset.database}: loaded in {dataset.meta['load_seconds']} s: {summary}")
     finally:
         await store.close()
-    if "relearned_users" not in dataset.meta:
+    if "relearned_users" not in dataset.meta or "fitted_users" not in dataset.meta:
         dataset.reused = False
-        log(f"{dataset.database}: learning from the loaded events (Learner.relearn); several minutes at 100,000 "
-            "users")
-        t0 = time.perf_counter()
         runtime = await bootstrap(dataset.settings)
         try:
-            dataset.meta["relearned_users"] = await runtime.usecases.learner.relearn()
+            learner = runtime.usecases.learner
+            if "relearned_users" not in dataset.meta:
+                log(f"{dataset.database}: learning from the loaded events (Learner.relearn); about 10 minutes at "
+                    "100,000 users")
+                t0 = time.perf_counter()
+                dataset.meta["relearned_users"] = await learner.relearn()
+                dataset.meta["relearn_seconds"] = round(time.perf_counter() - t0)
+                dataset.meta.pop("fitted_users", None)
+                dataset.save_meta()
+                log(f"{dataset.database}: relearned {dataset.meta['relearned_users']} users in "
+                    f"{dataset.meta['relearn_seconds']} s")
+            # A server without a fitted item model fits one as soon as it starts (Learner.maintain); fitted
+            # here, the measured servers find it and their periodic refit stays an interval away.
+            t0 = time.perf_counter()
+            dataset.meta["fitted_users"] = (await learner.fit()).users
+            dataset.meta["fit_seconds"] = round(time.perf_counter() - t0)
+            dataset.save_meta()
         finally:
             await runtime.close()
-        dataset.meta["relearn_seconds"] = round(time.perf_counter() - t0)
-        dataset.save_meta()
-        log(f"{dataset.database}: relearned {dataset.meta['relearned_users']} users in "
-            f"{dataset.meta['relearn_seconds']} s")
     if dataset.reused:
         log(f"{dataset.database}: reusing {dataset.where} ({dataset.users} profiles, learned)")
     store = open_store(dataset.settings)
@@ -281,9 +293,9 @@ async def workspace(dataset: Dataset, postgres: str) -> Workspace:
     directory = DATA / f"run-{dataset.database}-{os.getpid()}"
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
-    if dataset.settings.vector_dir.exists():
-        shutil.copytree(dataset.settings.vector_dir, directory / dataset.settings.vector_dir.name,
-                        ignore=shutil.ignore_patterns("LOCK"))
+    for part in (dataset.settings.vector_dir, dataset.settings.data_dir / "models"):  # the index, the item model
+        if part.exists():
+            shutil.copytree(part, directory / part.name, ignore=shutil.ignore_patterns("LOCK"))
     if dataset.database == "sqlite":
         source = sqlite3.connect(ROOT / dataset.where)
         target = sqlite3.connect(directory / dataset.settings.sqlite_path.name)
@@ -410,9 +422,12 @@ async def measure(workspace: Workspace, transport: str, operations: Sequence[str
             add_noop(server)
             target: Any = server
         else:
+            # The SDK passes only a safe default environment to the subprocess; settings overrides from the
+            # environment (MNKY_*) reach it too, so both transports run with the same settings.
             target = StdioServerParameters(command=sys.executable,
                                            args=[str(LAUNCHER), str(workspace.config), "--caller", CALLER],
-                                           cwd=str(ROOT))
+                                           cwd=str(ROOT), env={k: v for k, v in os.environ.items()
+                                                               if k.startswith(ENV_PREFIX)})
         client = await stack.enter_async_context(Client(target, mode=mode))
         profiler = cProfile.Profile() if profile is not None and transport == "inprocess" else None
         samples = await run_rounds(client, operations, calls, warmup, subjects, seed, profiler)
@@ -499,16 +514,18 @@ def loadavg() -> str:
 
 
 def revision() -> str:
-    """The code measured: the commit, and whether the working tree differed from it."""
+    """The code measured: the commit, and a digest of the uncommitted changes to tracked files if there are any."""
     def git(*args: str) -> str:
         try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
         except (OSError, subprocess.CalledProcessError):
             return ""
-    commit = git("rev-parse", "--short", "HEAD")
+    commit = git("rev-parse", "--short", "HEAD").strip()
     if not commit:
         return "unknown"
-    return commit + (" with uncommitted changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+    diff = git("diff", "HEAD")
+    return commit + (f" with uncommitted changes (diff {hashlib.sha256(diff.encode()).hexdigest()[:10]})" if diff
+                     else "")
 
 
 def sizes(datasets: Sequence[Dataset]) -> str:
@@ -518,8 +535,9 @@ def sizes(datasets: Sequence[Dataset]) -> str:
         counts = " | ".join(f"{d.rows[t.name]:,}" for t in COUNTED)
         lines.append(f"| {d.database} | `{d.where}` | {counts} | {d.indexed:,} | {d.size_bytes / 2**20:,.0f} MiB |")
     for d in datasets:
-        times = [f"{what} in {d.meta[key]} s" for what, key in (("loaded", "load_seconds"),
-                                                                  ("relearned", "relearn_seconds")) if key in d.meta]
+        times = [f"{what} in {d.meta[key]} s" for what, key in (
+            ("loaded", "load_seconds"), ("relearned", "relearn_seconds"), ("item model fitted", "fit_seconds"))
+            if key in d.meta]
         lines.append(f"\n{d.database}: generated for {d.meta.get('demo_now', '?')}"
                      + (f"; {', '.join(times)}" if times else "") + ".")
     return "\n".join(lines)
@@ -531,7 +549,9 @@ class Run:
     command: str
     started: datetime
     load_start: str
+    revision_start: str
     load_end: str = ""
+    revision_end: str = ""
     datasets: list[Dataset] = field(default_factory=list)
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -541,6 +561,9 @@ class Run:
 def report(run: Run) -> str:
     a = run.args
     warmups = ", ".join(f"{a.warmups[tr]} rounds {tr}" for tr in a.transports)
+    code = run.revision_start
+    if run.revision_end != run.revision_start:
+        code += f" at start, {run.revision_end} at end (the code changed during the run)"
     return "\n".join([
         "# Core call latency: gated tools against a no-op",
         "",
@@ -550,7 +573,7 @@ def report(run: Run) -> str:
         run.command,
         "```",
         "",
-        f"- Date: {run.started.isoformat(timespec='seconds')}; code: {revision()}.",
+        f"- Date: {run.started.isoformat(timespec='seconds')}; code: {code}.",
         f"- Machine: {machine()}{'; ' + run.postgres if run.postgres else ''}.",
         f"- Load average (1/5/15 min): {run.load_start} at start, {run.load_end} at end. The machine was shared "
         "with other work; wall times include waiting for a core, CPU times do not.",
@@ -577,8 +600,8 @@ def report(run: Run) -> str:
         "## Data",
         "",
         f"The demo population (`examples.demo.load_demo`, {a.users:,} users, seed {a.seed}), its events then "
-        "folded into preferences, vectors and the similarity index by `Learner.relearn`. Each run measures a "
-        "copy of it, deleted afterwards. Rows before the run:",
+        "folded into preferences, vectors and the similarity index by `Learner.relearn`, and the item model "
+        "fitted. Each run measures a copy of it, deleted afterwards. Rows before the run:",
         "",
         sizes(run.datasets),
         "",
@@ -685,14 +708,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.users < 1 or args.pool_size < 1:
         parser().error("--users and --pool-size must be positive")
     args.warmups = args.warmup or {tr: max(20, n // 10) for tr, n in args.calls.items()}
-    run = Run(args, command_line(), datetime.now(UTC), loadavg())
+    run = Run(args, command_line(), datetime.now(UTC), loadavg(), revision())
     log(f"{machine()}\nload average at start: {run.load_start}")
     try:
         anyio.run(main_async, run)
     except BenchError as exc:
         log(f"bench_core: {exc}")
         return 1
-    run.load_end = loadavg()
+    run.load_end, run.revision_end = loadavg(), revision()
     out = report(run)
     print(out)
     if args.write:

@@ -5,11 +5,12 @@ builds; over stdio this file is the server process:
 
     .venv/bin/python benchmarks/bench_core_server.py CONFIG.yaml [--caller shopping-assistant]
 
-It bootstraps the runtime from the settings file, builds the server exactly as ``mnky-profiles serve`` does,
-adds the no-op and serves MCP over stdio. Logs go to stderr.
+It bootstraps the runtime from the settings file, builds the server and runs its learning upkeep as
+``mnky-profiles serve`` does, adds the no-op and serves MCP over stdio. Logs go to stderr.
 """
 
 import argparse
+import asyncio
 import logging
 import sys
 from pathlib import Path
@@ -56,11 +57,20 @@ def add_noop(server: MCPServer[Any]) -> None:
 
 
 async def serve(config: Path, caller: str | None) -> None:
-    runtime = await bootstrap(load_settings(config))
+    """What ``mnky-profiles serve`` does over stdio, with the no-op added."""
+    settings = load_settings(config)
+    runtime = await bootstrap(settings)
     try:
         server = build_server(runtime, caller_from="local", local_caller=caller)
         add_noop(server)
-        await server.run_stdio_async()
+        # The learning upkeep runs beside the server, as in ``serve``; with a fitted model it first waits a
+        # full refit interval.
+        upkeep = asyncio.get_running_loop().create_task(runtime.usecases.learner.maintain(
+            settings.learning.refit_minutes))
+        try:
+            await server.run_stdio_async()
+        finally:
+            upkeep.cancel()
     finally:
         await runtime.close()
 

@@ -9,6 +9,7 @@ around the gate, or a call rejected before it) is audited, and a result it would
 from __future__ import annotations
 
 import inspect
+import json
 import logging
 import re
 from collections.abc import Callable
@@ -116,7 +117,12 @@ class GatedSurface:
             if handler.kind == "prompt":
                 assert handler.render is not None
                 return handler.render(out)
-            return out
+            # Fields that hold nothing (withheld, or absent) are left out of the wire form: shorter for the model
+            # to read and cheaper for clients to check against the output schema, where every such field is
+            # optional. The SDK still validates the structured content against the output model.
+            structured = out.model_dump(mode="json", exclude_none=True)
+            text = json.dumps(structured, ensure_ascii=False, separators=(",", ":"))
+            return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=structured)
 
         public = inspect.signature(handler.fn, eval_str=True)
         params = list(public.parameters.values())[1:]  # drop ``scope``: the gate supplies it

@@ -239,7 +239,7 @@ async def test_a_new_tool_is_gated_without_gate_code(tmp_path: Any, clock: FakeC
     assert not result.is_error
     view = result.structured_content
     assert view["country"] == "country-marker"
-    assert view["city"] is None and view["email"] is None and view["note"] is None
+    assert view.get("city") is None and view.get("email") is None and view.get("note") is None
     assert {(w["field"], w["reason"]) for w in view["withheld"]} == {
         ("city", "purpose_not_compatible"), ("email", "caller_not_permitted"), ("note", "unclassified")}
     shown = "\n".join(result_texts(result))

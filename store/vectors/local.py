@@ -73,7 +73,8 @@ class LocalVectorIndex:
         self._matrix = np.zeros((0, dim), dtype=np.float32)
         self._ids: list[str | None] = []
         self._keys: dict[str, int] = {}
-        self._free: list[int] = []
+        self._free: set[int] = set()
+        self._retired: set[int] = set()
         self._hnsw: Any = None
         self._generation = 0
         self._journal: Any = None
@@ -198,20 +199,26 @@ class LocalVectorIndex:
         return self._hnsw is not None
 
     # -- in-memory state -------------------------------------------------------------------------------------
+    # A key is live (it has an id), free (no id, not in the graph: reusable) or retired (no id, still a node of
+    # the graph). Retired nodes leave the graph in batches: in usearch the first insert after a removal costs
+    # time proportional to the graph (about 50 ms at a million), so removing one node per update would make
+    # every realtime update pay it. Searches skip retired nodes, so a delete still takes effect at once.
     def _reset_memory(self) -> None:
         self._matrix = np.zeros((0, self.dim), dtype=np.float32)
-        self._ids, self._keys, self._free = [], {}, []
+        self._ids, self._keys, self._free, self._retired = [], {}, set(), set()
         self._hnsw = None
 
     def _apply_upsert(self, ids: list[str], matrix: np.ndarray, keys: list[int] | None = None) -> list[int]:
-        """Place the rows and return their keys: an id keeps its key, a new id takes a free key or a new one.
+        """Place the rows and return their keys (on replay ``keys`` come from the journal).
 
-        On replay ``keys`` come from the journal (the free list is rebuilt once afterwards).
+        Without a graph an id keeps its key and its row is overwritten. With one, a changed vector takes a new
+        key and the old node is retired, so no node is ever removed and re-added one at a time.
         """
+        replaying = keys is not None
         if keys is None:
             keys, next_key = [], len(self._ids)
             for i in ids:
-                key = self._keys.get(i)
+                key = self._keys.get(i) if self._hnsw is None else None
                 if key is None:
                     if self._free:
                         key = self._free.pop()
@@ -225,57 +232,83 @@ class LocalVectorIndex:
             grown = np.zeros((max(high, len(self._matrix) * 3 // 2 + 16), self.dim), dtype=np.float32)
             grown[:len(self._matrix)] = self._matrix
             self._matrix = grown
-        replaced = [k for i, k in zip(ids, keys, strict=True) if self._ids[k] == i]
-        key_array = np.asarray(keys, dtype=np.int64)
-        self._matrix[key_array] = matrix
         for i, k in zip(ids, keys, strict=True):
+            old = self._keys.get(i)
+            if old is not None and old != k:
+                self._ids[old] = None
+                self._retire([old])
+            self._free.discard(k)
+            self._retired.discard(k)
             self._ids[k] = i
             self._keys[i] = k
+        key_array = np.asarray(keys, dtype=np.int64)
+        self._matrix[key_array] = matrix
         if self._hnsw is not None:
-            if replaced:
-                self._hnsw.remove(np.asarray(replaced, dtype=np.uint64))
+            if replaying:  # a journal written without the graph may reuse keys that are nodes here
+                taken = key_array[np.asarray(self._hnsw.contains(key_array.astype(np.uint64)), dtype=bool)]
+                if len(taken):
+                    self._hnsw.remove(taken.astype(np.uint64))
             self._hnsw_add(key_array, matrix)
         return keys
+
+    def _apply_delete(self, ids: list[str]) -> None:
+        keys = [self._keys.pop(i) for i in ids if i in self._keys]
+        for k in keys:
+            self._ids[k] = None
+        self._retire(keys)
+        if self._hnsw is not None and len(self._keys) < self.hnsw_threshold // 2:
+            self._hnsw = None  # small again: exact search is as fast and the graph's memory comes back
+            self._free |= self._retired
+            self._retired = set()
+
+    def _retire(self, keys: list[int]) -> None:
+        """Keys that lost their id: zero rows, and either free or (with a graph) retired until the next purge."""
+        if not keys:
+            return
+        self._matrix[np.asarray(keys, dtype=np.int64)] = 0.0
+        if self._hnsw is None:
+            self._free.update(keys)
+            return
+        self._retired.update(keys)
+        if len(self._retired) >= max(1_024, len(self._keys) // 100):
+            self._purge_retired()
+
+    def _purge_retired(self) -> None:
+        if self._hnsw is not None and self._retired:
+            self._hnsw.remove(np.fromiter(self._retired, dtype=np.uint64, count=len(self._retired)))
+        self._free |= self._retired
+        self._retired = set()
 
     def _keyed_id(self, key: int) -> str:
         found = self._ids[key]
         assert found is not None  # searches only return live keys
         return found
 
-    def _apply_delete(self, ids: list[str]) -> None:
-        keys = [self._keys.pop(i) for i in ids if i in self._keys]
-        for k in keys:
-            self._ids[k] = None
-            self._matrix[k] = 0.0
-        self._free.extend(keys)
-        if self._hnsw is not None and keys:
-            self._hnsw.remove(np.asarray(keys, dtype=np.uint64))
-            if len(self._keys) < self.hnsw_threshold // 2:
-                self._hnsw = None  # small again: exact search is as fast and the graph's memory comes back
-
     # -- search ----------------------------------------------------------------------------------------------
     def _search_exact(self, q: np.ndarray, want: int, excluded: set[int]) -> np.ndarray:
         n = len(self._ids)
         scores = self._matrix[:n] @ q
-        if self._free:  # free keys hold zero rows: push them below every real score
-            scores[np.asarray(self._free, dtype=np.int64)] = -np.inf
-        if excluded:
-            scores[np.fromiter(excluded, dtype=np.int64, count=len(excluded))] = -np.inf
+        for unused in (self._free, self._retired, excluded):  # zero rows and excluded ones go below every score
+            if unused:
+                scores[np.fromiter(unused, dtype=np.int64, count=len(unused))] = -np.inf
         top = np.argpartition(-scores, want - 1)[:want] if want < n else np.arange(n)
         found: np.ndarray = top[np.isfinite(scores[top])]
         return found
 
     def _search_hnsw(self, q: np.ndarray, want: int, excluded: set[int]) -> np.ndarray | None:
         """Keys from the graph, or None when it cannot produce ``want`` of them (then exact search answers)."""
-        count = want + len(excluded)  # room for the excluded ones, so k results still come back
+        # Room for the excluded and the retired nodes among the nearest, so k results still come back.
+        count = want + len(excluded) + (want if self._retired else 0)
+        nodes = len(self._keys) + len(self._retired)
         while True:
             matches = self._hnsw.search(q, count, threads=1)
-            keys = [k for k in matches.keys.tolist() if k not in excluded]
+            ids = self._ids
+            keys = [k for k in matches.keys.tolist() if ids[k] is not None and k not in excluded]
             if len(keys) >= want:
                 return np.asarray(keys[:want], dtype=np.int64)
-            if count >= len(self._keys):
+            if count >= nodes:
                 return None
-            count = min(count * 2, len(self._keys))  # the graph returned fewer than asked: widen
+            count = min(count * 2, nodes)  # too many of the nearest were skipped: widen
 
     # -- HNSW ------------------------------------------------------------------------------------------------
     def _new_hnsw(self) -> Any:
@@ -332,12 +365,12 @@ class LocalVectorIndex:
             self._ids = json.loads(self._path(f"ids-{gen}.json").read_text())
             self._matrix = np.ascontiguousarray(np.load(self._path(f"vectors-{gen}.npy")), dtype=np.float32)
             self._keys = {i: k for k, i in enumerate(self._ids) if i is not None}
+            self._free = {k for k, i in enumerate(self._ids) if i is None}  # a snapshot holds no retired nodes
             if meta["hnsw"]:
                 self._hnsw = self._new_hnsw()
                 self._hnsw.load(str(self._path(f"hnsw-{gen}.usearch")))
                 self._hnsw.expansion_search = self.expansion_search  # a search setting may change between runs
         self._replay()
-        self._free = [k for k, i in enumerate(self._ids) if i is None]
         if self._hnsw is None and len(self._keys) > self.hnsw_threshold:
             self._build_hnsw()  # the threshold was lowered since the snapshot, or the journal grew past it
 
@@ -391,6 +424,7 @@ class LocalVectorIndex:
             await self._run(len(self._keys) > _OFFLOAD_ROWS, self._write_snapshot)
 
     def _write_snapshot(self) -> None:
+        self._purge_retired()  # the saved graph then holds live nodes only
         gen = self._generation + 1
         n = len(self._ids)
         self._atomic_write(f"ids-{gen}.json", lambda f: f.write(json.dumps(self._ids).encode()))
