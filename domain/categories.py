@@ -6,6 +6,8 @@ category below it, so callers and purposes list the broadest category they may u
 
 from __future__ import annotations
 
+import functools
+
 # Top-level personal-data categories.
 CONTACT = "user.contact"
 NAME = "user.name"
@@ -41,7 +43,9 @@ def covers(grant: str, category: str) -> bool:
     return category == grant or category.startswith(grant + ".")
 
 
+@functools.lru_cache(maxsize=4096)
 def covered_by_any(grants: tuple[str, ...] | frozenset[str], category: str) -> bool:
+    # Asked for every field of every result with the same few grant sets: remember the answers.
     return any(covers(grant, category) for grant in grants)
 
 

@@ -84,9 +84,11 @@ class Gate:
         decision = None
         if subject is not None and purpose.needs_consent:
             async with self.store.read() as repo:
-                if not await repo.profile_exists(subject):
+                consents = await repo.consents(subject)
+                # A user with no consent records at all may not exist: say which, it changes the next step.
+                if not consents.current and not consents.opt_outs and not await repo.profile_exists(subject):
                     raise UnknownUser(subject)
-                decision = (await repo.consents(subject)).decide(purpose.name, now)
+            decision = consents.decide(purpose.name, now)
             if not decision.allowed:
                 # Why there is no consent (withdrawn, expired, ...) is consent data: only for callers who may see it.
                 why = (decision.explain(subject) if caller.may_see(cat.CONSENT)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ from .views import (
 )
 
 MAX_ATTRIBUTES = 64
+SECTION_CATEGORIES = {s: tuple({f.category for f in BY_NAME.values() if f.section == s}) for s in SECTIONS}
 RECENT_WINDOW = 500  # events the behaviour patterns are read from
 
 
@@ -37,15 +39,18 @@ class Profiles:
         if unknown:
             raise InvalidArgument(f"Unknown sections {unknown}.", f"Sections: {', '.join(SECTIONS)}.")
         # Read only what this purpose may use: a section outside it is reported as withheld, not loaded.
-        usable = {s for s in wanted if any(access.purpose.may_use(f.category)
-                                           for f in BY_NAME.values() if f.section == s)}
+        usable = {s for s in wanted if any(access.purpose.may_use(c) for c in SECTION_CATEGORIES[s])}
         async with self.store.read() as repo:
             attributes = await repo.attributes(user_id)
             if not attributes and not await repo.profile_exists(user_id):
                 raise UnknownUser(user_id)
-            counts = await repo.event_counts(user_id) if "behavior" in usable else {}
             recent = (await repo.recent_events(user_id, RECENT_WINDOW)
                       if {"behavior", "emotional"} & usable else [])
+            counts: dict[str, int] = {}
+            if "behavior" in usable:
+                # The window holds every event of most users; count in the database only beyond it.
+                counts = (dict(Counter(e.event_type for e in recent)) if len(recent) < RECENT_WINDOW
+                          else await repo.event_counts(user_id))
         best = winning(attributes)
         parts: dict[str, Any] = {}
         for section, model in SECTION_MODELS.items():
