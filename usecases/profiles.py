@@ -44,7 +44,7 @@ class Profiles:
             attributes = await repo.attributes(user_id)
             if not attributes and not await repo.profile_exists(user_id):
                 raise UnknownUser(user_id)
-            recent = (await repo.recent_events(user_id, RECENT_WINDOW)
+            recent = (await repo.recent_events(user_id, RECENT_WINDOW, properties=False)
                       if {"behavior", "emotional"} & usable else [])
             counts: dict[str, int] = {}
             if "behavior" in usable:

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from ..sql import schema as t
 from ..sql.database import Database
-from ..sql.repositories import upsert
+from ..sql.repositories import insert_for
 
 _CHUNK = 500  # keeps IN lists and multi-row inserts well inside every driver's parameter limit
 
@@ -67,7 +67,7 @@ class SQLEmbeddingCache:
                  "vector": np.asarray(vector, dtype="<f4").tobytes()} for text, vector in vectors.items()]
         async with self.db.write() as conn:
             # Another process may have stored the same text meanwhile: same model, same vector, keep theirs.
-            stmt = upsert(conn.dialect, t.embedding_cache).on_conflict_do_nothing(
+            stmt = insert_for(conn.dialect, t.embedding_cache).on_conflict_do_nothing(
                 index_elements=["model", "text_sha256"])
             for i in range(0, len(rows), _CHUNK):
                 await conn.execute(stmt, rows[i:i + _CHUNK])

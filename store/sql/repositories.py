@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -25,6 +26,13 @@ _COUNTS = (sa.select(t.events.c.event_type, sa.func.count()).where(t.events.c.us
 _RECENT = (sa.select(t.events.c.event_type, t.events.c.item_id, t.events.c.properties, t.events.c.occurred_at)
            .where(t.events.c.user_id == sa.bindparam("u"))
            .order_by(t.events.c.occurred_at.desc(), t.events.c.id.desc()).limit(sa.bindparam("n")))
+# The behaviour summary reads only the type, item and time, and a mood check-in's properties: decoding every
+# event's properties JSON was the largest cost of a profile read for users with long histories.
+_RECENT_LEAN = (sa.select(t.events.c.event_type, t.events.c.item_id,
+                          sa.case((t.events.c.event_type == "mood_check_in", t.events.c.properties),
+                                  else_=sa.null()).label("properties"), t.events.c.occurred_at)
+                .where(t.events.c.user_id == sa.bindparam("u"))
+                .order_by(t.events.c.occurred_at.desc(), t.events.c.id.desc()).limit(sa.bindparam("n")))
 _PREFS = sa.select(t.preferences).where(t.preferences.c.user_id == sa.bindparam("u"))
 _VECTOR = sa.select(t.user_vectors).where(t.user_vectors.c.user_id == sa.bindparam("u"))
 _CONSENTS = sa.select(t.consents).where(t.consents.c.user_id == sa.bindparam("u")).order_by(t.consents.c.id)
@@ -34,8 +42,16 @@ def _preference(r: Any) -> Preference:
     return Preference(r.token, r.source, r.weight, r.ref_at, r.evidence_count, tuple(r.evidence), r.updated_at)
 
 
-def upsert(dialect: str, table: sa.Table) -> Any:
-    return (postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table))
+def insert_for(dialect: str, table: sa.Table) -> Any:
+    """The dialect's INSERT, which knows ON CONFLICT."""
+    return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+
+
+@functools.cache
+def upsert(dialect: str, table: sa.Table, keys: tuple[str, ...], updates: tuple[str, ...]) -> Any:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE SET updates, built once per dialect (it runs on hot paths)."""
+    stmt = insert_for(dialect, table)
+    return stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in updates})
 
 
 def _consent(row: Any) -> ConsentRecord:
@@ -83,12 +99,8 @@ class SQLRepositories:
     async def put_attributes(self, user_id: str, attributes: Sequence[Attribute]) -> None:
         if not attributes:
             return
-        stmt = upsert(self.conn.dialect, t.attributes)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["user_id", "field", "source"],
-            set_={"value": stmt.excluded.value, "confidence": stmt.excluded.confidence,
-                  "observed_at": stmt.excluded.observed_at},
-        )
+        stmt = upsert(self.conn.dialect, t.attributes, ("user_id", "field", "source"),
+                      ("value", "confidence", "observed_at"))
         await self.conn.execute(stmt, [
             {"user_id": user_id, "field": a.field, "source": a.source, "value": a.value,
              "confidence": a.confidence, "observed_at": a.observed_at} for a in attributes
@@ -120,9 +132,10 @@ class SQLRepositories:
     async def event_counts(self, user_id: str) -> dict[str, int]:
         return {r[0]: r[1] for r in (await self.conn.execute(_COUNTS, {"u": user_id})).all()}
 
-    async def recent_events(self, user_id: str, limit: int) -> list[Event]:
-        rows = (await self.conn.execute(_RECENT, {"u": user_id, "n": limit})).all()
-        return [Event(user_id, r.event_type, r.occurred_at, r.item_id, r.properties) for r in rows]
+    async def recent_events(self, user_id: str, limit: int, properties: bool = True) -> list[Event]:
+        """Newest first. Without ``properties`` only mood check-ins carry theirs (the others get ``{}``)."""
+        rows = (await self.conn.execute(_RECENT if properties else _RECENT_LEAN, {"u": user_id, "n": limit})).all()
+        return [Event(user_id, r.event_type, r.occurred_at, r.item_id, r.properties or {}) for r in rows]
 
     async def consent_history(self, user_id: str) -> list[ConsentRecord]:
         return [_consent(r) for r in (await self.conn.execute(_CONSENTS, {"u": user_id})).all()]
@@ -146,11 +159,7 @@ class SQLRepositories:
     async def put_items(self, items: Sequence[Item]) -> None:
         if not items:
             return
-        stmt = upsert(self.conn.dialect, t.items)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["item_id"],
-            set_={"kind": stmt.excluded.kind, "title": stmt.excluded.title, "attributes": stmt.excluded.attributes},
-        )
+        stmt = upsert(self.conn.dialect, t.items, ("item_id",), ("kind", "title", "attributes"))
         await self.conn.execute(stmt, [
             {"item_id": i.item_id, "kind": i.kind, "title": i.title, "attributes": i.attributes} for i in items
         ])
@@ -179,11 +188,8 @@ class SQLRepositories:
     async def put_preferences(self, user_id: str, preferences: Sequence[Preference]) -> None:
         if not preferences:
             return
-        stmt = upsert(self.conn.dialect, t.preferences)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["user_id", "token", "source"],
-            set_={c: stmt.excluded[c] for c in ("weight", "ref_at", "evidence_count", "evidence", "updated_at")},
-        )
+        stmt = upsert(self.conn.dialect, t.preferences, ("user_id", "token", "source"),
+                      ("weight", "ref_at", "evidence_count", "evidence", "updated_at"))
         await self.conn.execute(stmt, [
             {"user_id": user_id, "token": p.token, "source": p.source, "weight": p.weight, "ref_at": p.ref_at,
              "evidence_count": p.evidence_count, "evidence": list(p.evidence), "updated_at": p.updated_at}
@@ -210,10 +216,7 @@ class SQLRepositories:
         return out
 
     async def put_user_vector(self, vector: StoredVector) -> None:
-        stmt = upsert(self.conn.dialect, t.user_vectors)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=["user_id"],
-            set_={"model": stmt.excluded.model, "vector": stmt.excluded.vector, "as_of": stmt.excluded.as_of})
+        stmt = upsert(self.conn.dialect, t.user_vectors, ("user_id",), ("model", "vector", "as_of"))
         await self.conn.execute(stmt, {"user_id": vector.user_id, "model": vector.model, "vector": vector.data,
                                        "as_of": vector.as_of})
 

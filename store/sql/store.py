@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,14 +19,6 @@ from .repositories import SQLRepositories, upsert
 
 _LAST = sa.select(t.audit_log).order_by(t.audit_log.c.seq.desc()).limit(1)
 _AUDIT_INSERT = t.audit_log.insert()
-
-
-@functools.cache
-def _head_upsert(dialect: str) -> Any:
-    """Built once per dialect: it runs with every audit entry."""
-    head = upsert(dialect, t.audit_head)
-    return head.on_conflict_do_update(index_elements=["id"], set_={"seq": head.excluded.seq,
-                                                                   "hash": head.excluded.hash})
 
 
 def _row_to_entry(r: Any) -> ChainedEntry:
@@ -107,7 +98,8 @@ class SQLStore:
                     "withheld": [{"field": w.field, "category": w.category, "reason": w.reason} for w in e.withheld],
                     "outcome": e.outcome, "prev_hash": chained.prev_hash, "hash": chained.hash,
                 })
-                await conn.execute(_head_upsert(conn.dialect), {"id": 1, "seq": chained.seq, "hash": chained.hash})
+                await conn.execute(upsert(conn.dialect, t.audit_head, ("id",), ("seq", "hash")),
+                                   {"id": 1, "seq": chained.seq, "hash": chained.hash})
         except Conflict:
             return False
         return True
