@@ -6,27 +6,30 @@ Run from the repository root (PostgreSQL at 127.0.0.1:5432, trust auth, for the 
         [--transports inprocess,stdio] [--calls 2000,500] [--write]
 
 What is measured
-  * Three tools of one server, through one MCP client session: ``noop``, ``get_profile`` and ``record_event``.
-    ``noop`` is registered on the server that ``build_server`` returns (``benchmarks/bench_core_server.py``),
-    after the gated tools, with ``server.add_tool``: the same SDK path (argument validation against the same
-    argument types, structured output conversion, the client's output-schema check, the gate's middleware),
-    but no work. It marks its call as accounted for so the fail-closed middleware lets it through without an
-    audit entry; the gated tools write theirs, and that is part of their cost.
+  * Four tools of one server, through one MCP client session: ``noop``, ``profile_replay``, ``get_profile`` and
+    ``record_event``. The two baselines (``benchmarks/bench_core_server.py``) are registered on the server that
+    ``build_server`` returns, after the gated tools, with ``server.add_tool``: the same SDK path (argument
+    validation against the same argument types, result conversion, the client's output-schema check, the gate's
+    middleware). ``noop`` does no work and returns ``{"ok": true}``. ``profile_replay`` returns one real
+    ``get_profile`` result, recorded on its first call, every time: what carrying a result of that size and
+    output schema costs in the SDK and the client, without the product's work. Both mark their call as
+    accounted for, so the fail-closed middleware lets them through without an audit entry; the gated tools
+    write theirs, and that is part of their cost.
   * ``get_profile(user_id, purpose="personalization")`` as the caller ``shopping-assistant``, for users who
-    granted personalization: the gate checks consent, the handler reads attributes, event counts and the last
-    500 events, the gate releases the result field by field and appends a hash-chained audit entry.
+    granted personalization: the gate checks consent, the handler reads the user's attributes and recent
+    events, the gate releases the result field by field and appends a hash-chained audit entry.
   * ``record_event(user_id, event_type="view", item_id=<a catalog product>)``, purpose service: the event is
     validated and stored, and realtime learning (``update_frequency: realtime``, the default) folds it into the
     user's preferences, recomputes their vector and updates the similarity index within the call; then the
     audit entry. All of that is in the number.
   * Transports: ``inprocess`` is the SDK's in-memory ``Client(server)`` in this process (default mode "auto",
     which negotiates the 2026-07-28 protocol and dispatches without JSON-RPC framing); ``stdio`` starts
-    ``benchmarks/bench_core_server.py`` as a subprocess (the product's server plus the same no-op) and drives it
-    with the SDK client over ``StdioServerParameters``.
+    ``benchmarks/bench_core_server.py`` as a subprocess (the product's server plus the same baselines) and drives
+    it with the SDK client over ``StdioServerParameters``.
   * Latency is the client's wall time for one ``call_tool``, one call at a time. After a warm-up, the operations
-    run in rounds (noop, get_profile, record_event; the order rotates each round) so drift in machine load
-    touches all three alike. Reported: p50, p99, mean, and each operation's p50 and p99 over the no-op's p50 and
-    p99 from the same run. Target: gated get_profile p50 within 2x the no-op's in-process.
+    run in rounds (one call of each; the order rotates each round) so drift in machine load touches all alike.
+    Reported: p50, p99, mean, and each operation's p50 and p99 over the no-op's p50 and p99 from the same run.
+    Target: gated get_profile p50 within 2x the no-op's in-process.
 
 Data
   The demo population (``examples.demo.load_demo``) of ``--users`` users and ``--seed``. ``load_demo`` writes the
@@ -34,11 +37,11 @@ Data
   vectors and the similarity index (an HNSW graph above local_index.hnsw_threshold users), as if the server
   had recorded them live, and the shared item model is fitted (a server without one fits it as it starts, which
   would run beside the measured calls). These steps run once per database and are kept: SQLite, the index and
-  the model under
-  ``benchmarks/.data/sqlite-u<users>-s<seed>/``; PostgreSQL in the database ``bench_core_u<users>_s<seed>`` on the
-  server of ``--postgres-url``, its index under ``benchmarks/.data/postgresql-u<users>-s<seed>/``. A kept dataset
+  the model under ``benchmarks/.data/sqlite-u<users>-s<seed>/``; PostgreSQL in the database
+  ``bench_core_u<users>_s<seed>`` on the server of ``--postgres-url``, its index and model under
+  ``benchmarks/.data/postgresql-u<users>-s<seed>/``. A kept dataset
   is reused when it holds exactly ``--users`` profiles (a row count check) and its ``dataset.json`` records the
-  relearn; otherwise what is missing is done (``load_demo`` skips users already stored). ``--reload`` starts
+  relearn and the fit; otherwise what is missing is done (``load_demo`` skips users already stored). ``--reload`` starts
   over, ``--drop-data`` deletes the kept datasets after the run. Each run measures a copy (SQLite: a backup of
   the file; PostgreSQL: ``CREATE DATABASE ... TEMPLATE``; the index directory copied) that is deleted afterwards,
   so runs do not see each other's events, preferences or audit entries.
@@ -75,7 +78,7 @@ import anyio
 import numpy as np
 import sqlalchemy as sa
 import yaml
-from bench_core_server import NOOP, add_noop
+from bench_core_server import NOOP, REPLAY, add_baselines
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
@@ -94,7 +97,7 @@ LAUNCHER = HERE / "bench_core_server.py"
 
 CALLER = "shopping-assistant"
 READ_PURPOSE = "personalization"
-OPERATIONS = (NOOP, "get_profile", "record_event")
+OPERATIONS = (NOOP, REPLAY, "get_profile", "record_event")
 DATABASES = ("sqlite", "postgresql")
 TRANSPORTS = ("inprocess", "stdio")
 DEFAULT_CALLS = {"inprocess": 2000, "stdio": 500}
@@ -363,7 +366,7 @@ def _arguments(op: str, n: int, subjects: Subjects, rng: random.Random) -> dict[
         # Another user than the round's get_profile, so a read never just follows a write on the same rows.
         return {"user_id": readers[(n + len(readers) // 2) % len(readers)], "event_type": "view",
                 "item_id": rng.choice(subjects.items)}
-    return {"user_id": readers[n % len(readers)], "purpose": READ_PURPOSE}
+    return {"user_id": readers[n % len(readers)], "purpose": READ_PURPOSE}  # get_profile and both baselines
 
 
 def _check(op: str, result: Any) -> None:
@@ -371,8 +374,8 @@ def _check(op: str, result: Any) -> None:
         text = " ".join(getattr(c, "text", "") for c in result.content)
         raise BenchError(f"{op} failed: {text}")
     out = result.structured_content or {}
-    if op == "get_profile" and not out.get("preferences") and not out.get("behavior"):
-        raise BenchError(f"get_profile released no preferences and no behaviour: {out}")
+    if op in ("get_profile", REPLAY) and not out.get("preferences") and not out.get("behavior"):
+        raise BenchError(f"{op} released no preferences and no behaviour: {out}")
     if op == "record_event" and out.get("learning") != "applied":
         raise BenchError(f"record_event did not learn within the call: {out}")
     if op == NOOP and out != {"ok": True}:
@@ -419,7 +422,7 @@ async def measure(workspace: Workspace, transport: str, operations: Sequence[str
             runtime = await bootstrap(workspace.settings)
             stack.push_async_callback(runtime.close)
             server = build_server(runtime, caller_from="local", local_caller=CALLER)
-            add_noop(server)
+            add_baselines(server, runtime, CALLER)
             target: Any = server
         else:
             # The SDK passes only a safe default environment to the subprocess; settings overrides from the
@@ -489,9 +492,16 @@ def verdicts(rows: Sequence[Row]) -> list[str]:
     for r in rows:
         if r.transport == "inprocess" and r.operation == "get_profile":
             met = "met" if r.p50_ratio <= 2.0 else "missed"
-            cpu = f"; CPU p50 {r.cpu_ratio:.1f}x" if r.cpu_ratio is not None else ""
-            out.append(f"{r.database}: gated get_profile p50 is {r.p50_ratio:.2f}x the no-op's in-process "
-                       f"(target: within 2x): {met}{cpu}")
+            line = (f"{r.database}: gated get_profile p50 is {r.p50_ratio:.2f}x the no-op's in-process "
+                    f"(target: within 2x): {met}")
+            if r.cpu_ratio is not None:
+                line += f"; CPU {r.cpu_ratio:.1f}x"
+            replay = next((x for x in rows if (x.database, x.transport, x.operation)
+                           == (r.database, r.transport, REPLAY)), None)
+            if replay is not None:
+                line += (f". Replaying its result without the product's work is already {replay.p50_ratio:.2f}x the "
+                         f"no-op; get_profile is {r.p50 / replay.p50:.2f}x the replay")
+            out.append(line)
     return out
 
 
@@ -514,7 +524,7 @@ def loadavg() -> str:
 
 
 def revision() -> str:
-    """The code measured: the commit, and a digest of the uncommitted changes to tracked files if there are any."""
+    """The code measured: the commit, and which tracked files differ from it (with a digest of the difference)."""
     def git(*args: str) -> str:
         try:
             return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
@@ -523,9 +533,13 @@ def revision() -> str:
     commit = git("rev-parse", "--short", "HEAD").strip()
     if not commit:
         return "unknown"
-    diff = git("diff", "HEAD")
-    return commit + (f" with uncommitted changes (diff {hashlib.sha256(diff.encode()).hexdigest()[:10]})" if diff
-                     else "")
+    code = ["--", ".", ":(exclude)benchmarks/results"]  # what was measured, not what it wrote
+    diff = git("diff", "HEAD", *code)
+    if not diff:
+        return commit
+    paths = git("diff", "HEAD", "--name-only", *code).split()
+    shown = ", ".join(paths[:4]) + (f" and {len(paths) - 4} more" if len(paths) > 4 else "")
+    return f"{commit} with uncommitted changes to {shown} (diff {hashlib.sha256(diff.encode()).hexdigest()[:10]})"
 
 
 def sizes(datasets: Sequence[Dataset]) -> str:
@@ -588,14 +602,16 @@ def report(run: Run) -> str:
         "How to read it: latency is the client's wall time for one `call_tool`, one call at a time, after a "
         f"warm-up ({warmups}); each round calls each tool once, the order rotating each round, and the "
         "ratios divide by the no-op's p50 and p99 from the same run. CPU p50 (in-process only) is this "
-        "process's CPU time per call: client and server, SQLite included, PostgreSQL's own work not. The no-op "
-        "is a tool on the same server, registered after `build_server` with `add_tool`: same SDK path and "
-        "middleware, no work and no audit entry. `get_profile` reads with purpose personalization as "
+        "process's CPU time per call: client and server, SQLite included, PostgreSQL's own work not. The "
+        "baselines are tools on the same server, registered after `build_server` with `add_tool`: same SDK "
+        "path and middleware, no audit entry. `noop` does no work; `profile_replay` returns one real "
+        "`get_profile` result recorded on its first call, so it costs what the SDK and the client spend on a "
+        "result of that size and schema. `get_profile` reads with purpose personalization as "
         f"{CALLER}, spread over {a.pool_size} users who granted it; `record_event` records a `view` of a "
         "catalog product by one of them with realtime learning on (the default): preferences, the user's "
         "vector and the similarity index are updated within the call. Both gated tools append a hash-chained "
         f"audit entry. In-process is the SDK's `Client(server)` (mode {a.mode}); stdio is "
-        "`benchmarks/bench_core_server.py` (the product's server plus the same no-op) in a subprocess.",
+        "`benchmarks/bench_core_server.py` (the product's server plus the same baselines) in a subprocess.",
         "",
         "## Data",
         "",
@@ -643,8 +659,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=_calls, default=None,
                    help="warm-up rounds: N, or N_INPROCESS,N_STDIO (default a tenth of --calls, at least 20)")
     p.add_argument("--operations", type=lambda v: _choices(v, OPERATIONS[1:]), default=list(OPERATIONS[1:]),
-                   help="the gated tools to measure: get_profile,record_event (default both); the no-op always "
-                        "runs, as the baseline. One alone makes a profile of it (--profile, py-spy) easy to read")
+                   help=f"what to measure besides the no-op, which always runs: {','.join(OPERATIONS[1:])} (default "
+                        "all). One alone makes a profile of it (--profile, py-spy) easy to read")
     p.add_argument("--pool-size", type=int, default=1000, help="users the calls are spread over (default 1000)")
     p.add_argument("--mode", default="auto", choices=["auto", "legacy"],
                    help="the SDK client's protocol mode (default auto: the 2026-07-28 protocol)")

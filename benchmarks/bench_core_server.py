@@ -1,12 +1,20 @@
-"""The server that benchmarks/bench_core.py measures: the product's MCP server plus one no-op tool.
+"""The server that benchmarks/bench_core.py measures: the product's MCP server plus two baseline tools.
 
-``add_noop`` is used by both transports of the benchmark: in-process it is added to the server the benchmark
-builds; over stdio this file is the server process:
+``add_baselines`` is used by both transports of the benchmark: in-process it adds the tools to the server the
+benchmark builds; over stdio this file is the server process:
 
     .venv/bin/python benchmarks/bench_core_server.py CONFIG.yaml [--caller shopping-assistant]
 
 It bootstraps the runtime from the settings file, builds the server and runs its learning upkeep as
-``mnky-profiles serve`` does, adds the no-op and serves MCP over stdio. Logs go to stderr.
+``mnky-profiles serve`` does, adds the baselines and serves MCP over stdio. Logs go to stderr.
+
+The baselines, registered after ``build_server`` with ``server.add_tool`` and so taking the same SDK path as the
+gated tools (argument validation, result conversion, the client's output-schema check, the gate's middleware):
+
+- ``noop`` does nothing and returns ``{"ok": true}``: the cost of a tool call on this server.
+- ``profile_replay`` returns, every time, the result of one real ``get_profile`` call made the first time it
+  is called: the cost of carrying a result of that size and output schema through the SDK and the client,
+  without the product's work.
 """
 
 import argparse
@@ -21,48 +29,76 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel
 
+from mnky_profiles.privacy.surface import HANDLERS
 from mnky_profiles.server.app import build_server
-from mnky_profiles.server.gating import _current
-from mnky_profiles.server.runtime import bootstrap
+from mnky_profiles.server.gating import GatedSurface, _Call, _current
+from mnky_profiles.server.runtime import Runtime, bootstrap
 from mnky_profiles.server.settings import load_settings
 from mnky_profiles.tools.arguments import Purpose, UserId
+from mnky_profiles.usecases.views import ProfileView
 
 NOOP = "noop"
+REPLAY = "profile_replay"
 
 
 class NoopResult(BaseModel):
     ok: bool
 
 
-async def noop(user_id: UserId, purpose: Purpose) -> NoopResult:
-    """Does nothing: the baseline cost of a tool call on this server."""
-    # The server's fail-closed middleware (server/gating.py) refuses, and audits as "error:ungated", every
-    # tools/call result that no gated handler produced. The baseline must be a real successful call that does
-    # no work, so the no-op marks its call as accounted for, as a gated handler does after writing its audit
-    # entry, but writes no entry. The gated tools measured against it pay for their audit entry; that is part
-    # of what the benchmark measures.
+def _accounted_for() -> _Call:
+    """Mark this tool call as accounted for.
+
+    The server's fail-closed middleware (server/gating.py) refuses, and audits as "error:ungated", every
+    tools/call result that no gated handler produced. A baseline must be a real successful call, so it marks
+    its call the way a gated handler does after writing its audit entry, but writes no entry. The gated tools
+    measured against the baselines pay for their audit entry; that is part of what the benchmark measures.
+    """
     call = _current.get()
     if call is None:
         raise RuntimeError("the gate's middleware did not run for this call")
     call.audited = True
+    return call
+
+
+async def noop(user_id: UserId, purpose: Purpose) -> NoopResult:
+    """Does nothing: the baseline cost of a tool call on this server."""
+    _accounted_for()
     return NoopResult(ok=True)
 
 
-def add_noop(server: MCPServer[Any]) -> None:
-    """Register the no-op like the gated tools: async, same argument types, structured output, annotations."""
+def _annotations(title: str) -> ToolAnnotations:
+    return ToolAnnotations(title=title, read_only_hint=True, destructive_hint=False, idempotent_hint=True,
+                           open_world_hint=False)
+
+
+def add_baselines(server: MCPServer[Any], runtime: Runtime, caller: str | None) -> None:
+    """Register both baselines like the gated tools: async, the same argument types, structured output."""
     server.add_tool(noop, name=NOOP, title="No-op", description="Does nothing (benchmark baseline).",
-                    structured_output=True, annotations=ToolAnnotations(
-                        title="No-op", read_only_hint=True, destructive_hint=False, idempotent_hint=True,
-                        open_world_hint=False))
+                    structured_output=True, annotations=_annotations("No-op"))
+
+    handler = next(h for h in HANDLERS if h.kind == "tool" and h.name == "get_profile")
+    get_profile = GatedSurface(runtime, "local", caller).wrap(handler)  # the gated tool, as build_server wraps it
+    recorded: list[Any] = []
+
+    async def profile_replay(user_id: UserId, purpose: Purpose) -> ProfileView:
+        """Returns one recorded get_profile result (benchmark baseline)."""
+        if not recorded:  # the first call reads for real, through the gate, and audits once
+            recorded.append(await get_profile(user_id=user_id, purpose=purpose))
+        _accounted_for()
+        return recorded[0]  # type: ignore[no-any-return]
+
+    server.add_tool(profile_replay, name=REPLAY, title="Profile replay",
+                    description="Returns one recorded get_profile result (benchmark baseline).",
+                    structured_output=True, annotations=_annotations("Profile replay"))
 
 
 async def serve(config: Path, caller: str | None) -> None:
-    """What ``mnky-profiles serve`` does over stdio, with the no-op added."""
+    """What ``mnky-profiles serve`` does over stdio, with the baselines added."""
     settings = load_settings(config)
     runtime = await bootstrap(settings)
     try:
         server = build_server(runtime, caller_from="local", local_caller=caller)
-        add_noop(server)
+        add_baselines(server, runtime, caller)
         # The learning upkeep runs beside the server, as in ``serve``; with a fitted model it first waits a
         # full refit interval.
         upkeep = asyncio.get_running_loop().create_task(runtime.usecases.learner.maintain(

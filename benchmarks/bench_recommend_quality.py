@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    .venv/bin/python benchmarks/bench_recommend_quality.py [--write] [--quick]
+    .venv/bin/python benchmarks/bench_recommend_quality.py [--write] [--quick] [--only movielens|instacart]
 
 Needs three benchmark-only packages (not product dependencies):
 
@@ -49,8 +49,8 @@ Event mapping
   * Instacart: each order line is a ``purchase`` event at the order's time. The sample carries no absolute
     dates: an order's time is the running sum of days_since_prior_order plus its hour of day, from 2017-01-01.
     The sample has no product attributes (no aisle or department), so the content score is empty there. The
-    file is the first 150,000 rows of a larger table, so its last user's last basket is cut short: that user is
-    left out.
+    file stops at exactly 150,000 rows, apparently cut from a larger table partway through its last user (whose
+    last order has 2 lines), so that user is left out.
 """
 
 from __future__ import annotations
@@ -557,7 +557,9 @@ def run(data: Dataset, quick: bool) -> Report:
     low, high = paired_bootstrap(ours.ndcg, best.ndcg)
     comparison = (f"{data.name}: tuned mnky-profiles minus the best baseline ({best.method}) = "
                   f"{ours.ndcg.mean() - best.ndcg.mean():+.4f} NDCG@10, 95% interval [{low:+.4f}, {high:+.4f}] "
-                  f"(paired bootstrap over the {len(test.users)} users, 2000 resamples)")
+                  f"(paired bootstrap over the {len(test.users)} users, 2000 resamples): "
+                  + ("the interval includes 0, a tie within noise" if low <= 0 <= high else
+                     "the interval excludes 0"))
     return Report(data.name, results, comparison)
 
 
