@@ -132,8 +132,8 @@ class Learner:
                 catalog.vocabulary)]
             if not signals:
                 continue
-            current = {p.token: p for p in await repo.preferences(user_id)
-                       if p.source == "implicit"}
+            touched = [s.token for s in signals]
+            current = {p.token: p for p in await repo.preferences(user_id, touched) if p.source == "implicit"}
             changed = fold(current, signals, self.half_life_days)
             await repo.put_preferences(user_id, list(changed.values()))
         return set(by_user)
@@ -171,7 +171,7 @@ class Learner:
             return
         now = self.clock.now()
         async with self.store.read() as repo:
-            prefs = await repo.preferences_of(users)
+            prefs = await repo.preferences_of(users, evidence=False)
             if len(users) <= FEW:  # a realtime call: one indexed read per user beats the grouped query
                 consenting = {u for u in users if (await repo.consents(u)).decide(PROFILING, now).allowed}
             else:

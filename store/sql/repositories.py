@@ -19,6 +19,8 @@ from . import schema as t
 from .database import Conn
 
 # Statements built once; SQLAlchemy caches their compiled form per dialect.
+_PROFILES_IN = sa.select(t.profiles.c.user_id).where(t.profiles.c.user_id.in_(sa.bindparam("ids", expanding=True)))
+_ITEMS_IN = sa.select(t.items.c.item_id).where(t.items.c.item_id.in_(sa.bindparam("ids", expanding=True)))
 _EXISTS = sa.select(t.profiles.c.user_id).where(t.profiles.c.user_id == sa.bindparam("u"))
 _ATTRS = sa.select(t.attributes).where(t.attributes.c.user_id == sa.bindparam("u"))
 _COUNTS = (sa.select(t.events.c.event_type, sa.func.count()).where(t.events.c.user_id == sa.bindparam("u"))
@@ -34,6 +36,7 @@ _RECENT_LEAN = (sa.select(t.events.c.event_type, t.events.c.item_id,
                 .where(t.events.c.user_id == sa.bindparam("u"))
                 .order_by(t.events.c.occurred_at.desc(), t.events.c.id.desc()).limit(sa.bindparam("n")))
 _PREFS = sa.select(t.preferences).where(t.preferences.c.user_id == sa.bindparam("u"))
+_PREFS_ON = _PREFS.where(t.preferences.c.token.in_(sa.bindparam("tokens", expanding=True)))
 _VECTOR = sa.select(t.user_vectors).where(t.user_vectors.c.user_id == sa.bindparam("u"))
 _CONSENTS = sa.select(t.consents).where(t.consents.c.user_id == sa.bindparam("u")).order_by(t.consents.c.id)
 
@@ -85,8 +88,7 @@ class SQLRepositories:
         found: set[str] = set()
         unique = sorted(set(user_ids))
         for i in range(0, len(unique), 500):
-            stmt = sa.select(t.profiles.c.user_id).where(t.profiles.c.user_id.in_(unique[i:i + 500]))
-            found.update(r[0] for r in (await self.conn.execute(stmt)).all())
+            found.update(r[0] for r in (await self.conn.execute(_PROFILES_IN, {"ids": unique[i:i + 500]})).all())
         return found
 
     async def create_profile(self, user_id: str, at: datetime) -> None:
@@ -150,11 +152,11 @@ class SQLRepositories:
         })
 
     async def existing_items(self, item_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
         unique = sorted(set(item_ids))
-        if not unique:
-            return set()
-        stmt = sa.select(t.items.c.item_id).where(t.items.c.item_id.in_(unique))
-        return {r[0] for r in (await self.conn.execute(stmt)).all()}
+        for i in range(0, len(unique), 500):
+            found.update(r[0] for r in (await self.conn.execute(_ITEMS_IN, {"ids": unique[i:i + 500]})).all())
+        return found
 
     async def put_items(self, items: Sequence[Item]) -> None:
         if not items:
@@ -172,17 +174,25 @@ class SQLRepositories:
         return [Item(r.item_id, r.kind, r.title, r.attributes) for r in (await self.conn.execute(stmt)).all()]
 
     # -- learning ------------------------------------------------------------------------------------------
-    async def preferences(self, user_id: str) -> list[Preference]:
-        rows = (await self.conn.execute(_PREFS, {"u": user_id})).all()
+    async def preferences(self, user_id: str, tokens: Sequence[str] | None = None) -> list[Preference]:
+        """The user's preferences; only those on ``tokens`` when given (what a new signal touches)."""
+        if tokens is None:
+            rows = (await self.conn.execute(_PREFS, {"u": user_id})).all()
+        else:
+            rows = (await self.conn.execute(_PREFS_ON, {"u": user_id, "tokens": sorted(set(tokens))})).all()
         return [_preference(r) for r in rows]
 
-    async def preferences_of(self, user_ids: Sequence[str]) -> dict[str, list[Preference]]:
+    async def preferences_of(self, user_ids: Sequence[str], evidence: bool = True) -> dict[str, list[Preference]]:
+        """Every preference of these users. Without ``evidence`` the evidence ids are left unread (empty):
+        enough for weights and vectors, and much cheaper."""
         found: dict[str, list[Preference]] = {u: [] for u in user_ids}
         unique = sorted(set(user_ids))
+        columns = list(t.preferences.c) if evidence else [c for c in t.preferences.c if c.name != "evidence"]
         for i in range(0, len(unique), 500):
-            stmt = sa.select(t.preferences).where(t.preferences.c.user_id.in_(unique[i:i + 500]))
+            stmt = sa.select(*columns).where(t.preferences.c.user_id.in_(unique[i:i + 500]))
             for r in (await self.conn.execute(stmt)).all():
-                found[r.user_id].append(_preference(r))
+                found[r.user_id].append(_preference(r) if evidence else Preference(
+                    r.token, r.source, r.weight, r.ref_at, r.evidence_count, (), r.updated_at))
         return found
 
     async def put_preferences(self, user_id: str, preferences: Sequence[Preference]) -> None:
