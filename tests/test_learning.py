@@ -220,7 +220,10 @@ async def test_recommendations_follow_tastes_exclude_purchases_and_explain(world
     assert ids[0] == "candle-lavender"  # it carries vanilla, which the user stated
     assert any("vanilla" in r for r in recs["items"][0]["reasons"])
     assert all(i["kind"] == "product" for i in recs["items"])
-    assert "perfume-oud" in [i["item_id"] for i in again["items"]]
+    again_by_id = {i["item_id"]: i for i in again["items"]}
+    assert "You bought it before." in again_by_id["perfume-oud"]["reasons"]
+    assert all("bought it before" not in r for i in again["items"] if i["item_id"] != "perfume-oud"
+               for r in i["reasons"])
 
 
 async def test_cold_start_says_it_is_a_fallback(world: World) -> None:

@@ -120,20 +120,25 @@ class Discovery:
         candidates = np.flatnonzero(allowed)
         cold = not own and not any(w > 0 for w in weights.values())
         if cold:
-            scores = (model.popularity[[model.index.get(i, 0) for i in space.item_ids]]
-                      if model is not None else np.zeros(len(space.item_ids), dtype=np.float32))
+            scores = np.zeros(len(space.item_ids), dtype=np.float32)
+            if model is not None:  # items added since the last fit have no popularity yet: they score 0
+                rows = model.positions(space.item_ids)
+                known = rows >= 0
+                scores[known] = model.popularity[rows[known]]
         else:
             scores = recommender.score(space, model, own, weights, self.learner.blend, repurchase)
         picked = recommender.rerank(space, scores, candidates, limit, 0.0 if cold else self.learner.blend.diversity)
         items = [RecommendedItem(item_id=space.item_ids[i], title=catalog.items[space.item_ids[i]].title,
                                  kind=str(space.kinds[i]), score=round(float(scores[i]), 4),
-                                 reasons=self._reasons(i, catalog, model, own, weights, repurchase, cold))
+                                 reasons=self._reasons(i, catalog, model, own, weights, bought if repurchase else set(),
+                                                      cold))
                  for i in picked]
         return RecommendationsView(user_id=user_id, purpose=access.purpose.name, items=items,
                                    fallback="popularity" if cold else None)
 
     def _reasons(self, i: int, catalog: Catalog, model: recommender.ItemModel | None, own: dict[str, float],
-                 weights: dict[str, float], repurchase: bool, cold: bool) -> list[str]:
+                 weights: dict[str, float], bought: set[str], cold: bool) -> list[str]:
+        """``bought`` holds the user's purchases when repurchase is the point, else nothing."""
         if cold:
             return ["Popular with customers; we know too little about you yet to personalize."]
         item_id = catalog.space.item_ids[i]
@@ -149,7 +154,7 @@ class Discovery:
             if strength > 0:
                 title = catalog.items[source].title if source in catalog.items else source
                 reasons.append(f"Often chosen by people who also chose {title}.")
-        if repurchase and item_id in own:
+        if item_id in bought:
             reasons.append("You bought it before.")
         disliked = [t for t in tokens if weights.get(t, 0) < 0]
         if disliked:
