@@ -28,7 +28,9 @@ from ..domain.errors import DomainError, NotPermitted
 from ..domain.purposes import PURPOSES
 from ..privacy.gate import Access
 from ..privacy.surface import Handler
+from ..store.embedders import EmbeddingError
 from ..store.sql.database import StorageError
+from ..store.vectors import VectorIndexError
 from ..usecases.app import Scope
 from .runtime import Runtime
 
@@ -102,10 +104,10 @@ class GatedSurface:
             except DomainError as exc:
                 await self.audit(caller_name, handler.action, arguments, access, f"error:{exc.code}")
                 raise _error(handler, str(exc)) from None
-            except StorageError as exc:
-                log.error("storage failure in %s: %s", handler.action, exc)
+            except (StorageError, EmbeddingError, VectorIndexError) as exc:
+                log.error("backend failure in %s: %s", handler.action, exc)
                 await _audit_quietly(self, caller_name, handler.action, arguments, access, "error:storage")
-                raise _error(handler, "The profile store is unavailable right now; retry shortly.",
+                raise _error(handler, "The profile store or an index it needs is unavailable right now; retry shortly.",
                              INTERNAL_ERROR) from None
             except Exception:
                 await _audit_quietly(self, caller_name, handler.action, arguments, access, "error:internal")

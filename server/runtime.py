@@ -49,9 +49,7 @@ class Runtime:
 
     async def close(self) -> None:
         await self.index.close()
-        close = getattr(self.embedder, "close", None)
-        if close is not None:
-            await close()
+        await self.embedder.close()
         await self.store.close()
 
 

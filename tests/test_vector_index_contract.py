@@ -188,6 +188,17 @@ async def test_clear_empties_the_index(index: Any) -> None:
     assert await index.count() == 1
 
 
+async def test_rebuild_replaces_everything(index: Any) -> None:
+    ids, vectors = await seeded(index)
+    await index.rebuild(ids[:5], vectors[:5])
+    assert await index.count() == 5
+    assert set(await index.fetch(ids)) == set(ids[:5])
+    hits = await index.query(vectors[0].tolist(), 10)
+    assert hits[0][0] == ids[0] and {u for u, _ in hits} <= set(ids[:5])
+    await index.rebuild([], np.zeros((0, DIM), dtype=np.float32))
+    assert await index.count() == 0 and await index.query(vectors[0].tolist(), 3) == []
+
+
 async def test_a_dimension_mismatch_is_a_clear_error_and_writes_nothing(index: Any) -> None:
     await index.upsert(["a"], [[1.0] * DIM])
     with pytest.raises(DimensionMismatch, match=f"dimension 3, which does not match the index dimension {DIM}"):
@@ -468,3 +479,47 @@ def test_the_settings_defaults_are_the_benchmarked_parameters() -> None:
     assert (defaults.hnsw_threshold, defaults.connectivity, defaults.expansion_add, defaults.expansion_search) == (
         local.DEFAULT_THRESHOLD, local.DEFAULT_CONNECTIVITY, local.DEFAULT_EXPANSION_ADD,
         local.DEFAULT_EXPANSION_SEARCH)
+
+
+CHURNING_WRITER = """
+import asyncio, os, sys
+import numpy as np
+from pathlib import Path
+from mnky_profiles.store.vectors.local import LocalVectorIndex
+
+async def main():
+    rng = np.random.default_rng(5)
+    index = LocalVectorIndex.open(Path(sys.argv[1]), 8, hnsw_threshold=150)
+    vectors = rng.standard_normal((200, 8))
+    await index.upsert([f"u{i}" for i in range(100)], vectors[:100])  # exact search: rows overwritten in place
+    await index.upsert([f"u{i}" for i in range(100, 200)], vectors[100:])  # past the threshold: the graph
+    for step in range(1_500):  # more changes than one purge of retired nodes takes
+        j = int(rng.integers(200))
+        vectors[j] = rng.standard_normal(8)
+        await index.upsert([f"u{j}"], [vectors[j]])
+    await index.delete([f"u{i}" for i in range(0, 200, 10)])
+    np.save(sys.argv[1] + ".expected.npy", vectors)
+    os._exit(0)  # no close(): the journal carries all of it, across the switch to the graph
+
+asyncio.run(main())
+"""
+
+
+async def test_local_graph_stays_right_through_churn_and_replay(tmp_path: Path) -> None:
+    directory = tmp_path / "index"
+    done = subprocess.run([sys.executable, "-c", CHURNING_WRITER, str(directory)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    vectors = unit(np.load(str(directory) + ".expected.npy"))
+    ids = [f"u{i}" for i in range(200)]
+    alive = [j for j in range(200) if j % 10]
+    index = LocalVectorIndex.open(directory, DIM, hnsw_threshold=150)
+    try:
+        assert index.uses_hnsw and await index.count() == len(alive)
+        live_ids, live_vectors = [ids[j] for j in alive], vectors[alive]
+        for j in (1, 55, 123, 199):
+            assert_same_ranking(await index.query(vectors[j].tolist(), 8),
+                                exact(live_ids, live_vectors, vectors[j], 8))
+        assert (await index.fetch([ids[77]]))[ids[77]] == pytest.approx(vectors[77].tolist(), abs=1e-6)
+    finally:
+        await index.close()

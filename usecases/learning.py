@@ -232,21 +232,24 @@ class Learner:
 
     async def rebuild_index(self) -> int:
         """Rebuild the similarity index from the stored vectors of the users who consent to profiling."""
-        await self.index.clear()
-        total, after = 0, ""
+        ids: list[str] = []
+        rows: list[np.ndarray] = []
+        after = ""
         now = self.clock.now()
         while True:
             async with self.store.read() as repo:
                 users = await repo.consenting(PROFILING, now, after=after, limit=PAGE)
                 stored = await repo.user_vectors(users) if users else []
             if not users:
-                return total
-            stored = [s for s in stored if s.model == self.embedder.name]
-            if stored:
-                await self.index.upsert([s.user_id for s in stored],
-                                        [np.frombuffer(s.data, dtype="<f4").tolist() for s in stored])
-            total += len(stored)
+                break
+            for s in stored:
+                if s.model == self.embedder.name:  # vectors of another embedder are refreshed on the next signal
+                    ids.append(s.user_id)
+                    rows.append(np.frombuffer(s.data, dtype="<f4"))
             after = users[-1]
+        matrix = np.vstack(rows) if rows else np.zeros((0, self.embedder.dim), dtype=np.float32)
+        await self.index.rebuild(ids, matrix)
+        return len(ids)
 
     # -- the shared model ---------------------------------------------------------------------------------
     async def fit(self) -> recommender.ItemModel:

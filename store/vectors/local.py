@@ -180,7 +180,8 @@ class LocalVectorIndex:
 
         def build() -> None:
             self._reset_memory()
-            self._apply_upsert(ids, matrix)
+            if ids:
+                self._apply_upsert(ids, matrix)
             if len(self._keys) > self.hnsw_threshold:
                 self._build_hnsw()
             if self._journal is not None:

@@ -222,6 +222,13 @@ class PineconeIndex:
         async with _translated("delete the namespace's vectors", self.host, missing_ok=True):
             await self._index.delete(delete_all=True, namespace=self.namespace)
 
+    async def rebuild(self, ids: Sequence[str], vectors: Sequence[Sequence[float]] | np.ndarray) -> None:
+        """Replace the namespace's contents with these vectors."""
+        await self.clear()
+        rows = vectors.tolist() if isinstance(vectors, np.ndarray) else list(vectors)
+        for start in range(0, len(ids), 1000):
+            await self.upsert(list(ids[start:start + 1000]), rows[start:start + 1000])
+
     async def close(self) -> None:
         await self._index.close()
 
