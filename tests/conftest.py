@@ -10,7 +10,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -143,23 +143,13 @@ class World:
 
 @asynccontextmanager
 async def open_world(backend: str, tmp_path: Path, clock: FakeClock, **overrides: Any) -> AsyncIterator[World]:
-    if backend == "postgresql":
-        async with pg_schema() as schema:
-            runtime = await bootstrap(make_settings(backend, tmp_path, schema, **overrides), clock)
-            try:
-                async with runtime.store.write() as repo:
-                    await repo.put_items(CATALOG)
-                yield World(runtime, clock)
-            finally:
-                await runtime.close()
-    else:
-        runtime = await bootstrap(make_settings(backend, tmp_path, **overrides), clock)
-        try:
-            async with runtime.store.write() as repo:
-                await repo.put_items(CATALOG)
-            yield World(runtime, clock)
-        finally:
-            await runtime.close()
+    async with AsyncExitStack() as stack:  # closes the runtime, then drops the PostgreSQL schema
+        schema = await stack.enter_async_context(pg_schema()) if backend == "postgresql" else None
+        runtime = await bootstrap(make_settings(backend, tmp_path, schema, **overrides), clock)
+        stack.push_async_callback(runtime.close)
+        async with runtime.store.write() as repo:
+            await repo.put_items(CATALOG)
+        yield World(runtime, clock)
 
 
 @pytest.fixture
