@@ -11,7 +11,7 @@ CONFIDENCE_SCALE = 3.0  # evidence at which confidence reaches 1 - 1/e
 
 def decay(weight: float, seconds: float, half_life_days: float) -> float:
     """``weight`` after ``seconds`` have passed (negative seconds grow it: moving a signal forward in time)."""
-    return weight * 2.0 ** (-seconds / (half_life_days * 86_400.0))
+    return float(weight * 2.0 ** (-seconds / (half_life_days * 86_400.0)))
 
 
 def confidence(evidence: int) -> float:

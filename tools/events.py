@@ -20,7 +20,7 @@ OccurredAt = Annotated[Timestamp | None, Field(description="When it happened (IS
 
 class EventIn(BaseModel):
     user_id: UserId
-    event_type: EventType
+    event_type: EventType  # type: ignore[valid-type]
     item_id: ItemId = None
     properties: Properties = None
     occurred_at: OccurredAt = None
@@ -30,7 +30,7 @@ class EventIn(BaseModel):
 async def record_event(
     scope: Scope,
     user_id: UserId,
-    event_type: EventType,
+    event_type: EventType,  # type: ignore[valid-type]
     item_id: ItemId = None,
     properties: Properties = None,
     occurred_at: OccurredAt = None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from ..domain.consent import SALE_OPT_OUT_SOURCES, ConsentDecision, ConsentRecord
+from ..domain.consent import SALE_OPT_OUT_SOURCES, ConsentDecision, ConsentRecord, ConsentState
 from ..domain.errors import InvalidArgument, UnknownUser
 from ..domain.ports import Store
 from ..domain.purposes import CONSENT_PURPOSES, PURPOSES
@@ -99,7 +99,9 @@ class Consents:
                 raise UnknownUser(user_id)
             before = (await repo.consents(user_id)).current.get(purpose)
             # Saying no after a grant is a withdrawal; saying no before any grant is a denial.
-            state = "granted" if granted else ("withdrawn" if before and before.state == "granted" else "denied")
+            state: ConsentState = "granted"
+            if not granted:
+                state = "withdrawn" if before and before.state == "granted" else "denied"
             await repo.add_consent(ConsentRecord(user_id, purpose, state, source, access.now, evidence, expiry))
             consents = await repo.consents(user_id)
         await self.learner.on_consent(user_id, purpose)  # profiling: into the similarity index or out of it now

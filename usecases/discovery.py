@@ -57,7 +57,7 @@ class Discovery:
                           key=lambda wp: (-abs(wp[0]), wp[1].token))
         return PreferencesView(user_id=user_id, purpose=access.purpose.name, preferences=[
             PreferenceItem(token=p.token, facet=p.facet, value=p.value, weight=round(w, 4),
-                           confidence=round(p.confidence(), 3), source=p.source,  # type: ignore[arg-type]
+                           confidence=round(p.confidence(), 3), source=p.source,
                            evidence_count=p.evidence_count, evidence_event_ids=list(p.evidence),
                            last_update=p.updated_at)
             for w, p in weighted[:limit] if abs(w) >= 1e-4

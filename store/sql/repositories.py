@@ -23,7 +23,7 @@ _PROFILES_IN = sa.select(t.profiles.c.user_id).where(t.profiles.c.user_id.in_(sa
 _ITEMS_IN = sa.select(t.items.c.item_id).where(t.items.c.item_id.in_(sa.bindparam("ids", expanding=True)))
 _EXISTS = sa.select(t.profiles.c.user_id).where(t.profiles.c.user_id == sa.bindparam("u"))
 _ATTRS = sa.select(t.attributes).where(t.attributes.c.user_id == sa.bindparam("u"))
-_COUNTS = (sa.select(t.events.c.event_type, sa.func.count()).where(t.events.c.user_id == sa.bindparam("u"))
+_COUNTS = (sa.select(t.events.c.event_type, sa.func.count().label("n")).where(t.events.c.user_id == sa.bindparam("u"))
            .group_by(t.events.c.event_type))
 _RECENT = (sa.select(t.events.c.event_type, t.events.c.item_id, t.events.c.properties, t.events.c.occurred_at)
            .where(t.events.c.user_id == sa.bindparam("u"))
@@ -132,7 +132,7 @@ class SQLRepositories:
         return [r[0] for r in rows]
 
     async def event_counts(self, user_id: str) -> dict[str, int]:
-        return {r[0]: r[1] for r in (await self.conn.execute(_COUNTS, {"u": user_id})).all()}
+        return {r.event_type: r.n for r in (await self.conn.execute(_COUNTS, {"u": user_id})).all()}
 
     async def recent_events(self, user_id: str, limit: int, properties: bool = True) -> list[Event]:
         """Newest first. Without ``properties`` only mood check-ins carry theirs (the others get ``{}``)."""
@@ -260,7 +260,7 @@ class SQLRepositories:
         stmt = (sa.select(t.events.c.item_id, t.events.c.event_type, t.events.c.properties)
                 .where(t.events.c.user_id == user_id, t.events.c.event_type.in_(list(event_types)),
                        t.events.c.item_id.is_not(None)))
-        return [(r[0], r[1], r[2]) for r in (await self.conn.execute(stmt)).all()]
+        return [(r.item_id, r.event_type, r.properties) for r in (await self.conn.execute(stmt)).all()]
 
     async def consenting(self, purpose: str, now: datetime, user_ids: Sequence[str] | None = None,
                          after: str = "", limit: int = 10_000) -> list[str]:
