@@ -189,7 +189,7 @@ def _explicit(stated: list[Attribute], world: World) -> list[Preference]:
 
 
 def make_user(world: World, index: int, rows: Rows) -> None:
-    rng = random.Random(f"similar/{world.seed}/{index}")  # noqa: S311 - benchmark data, not a secret
+    rng = random.Random(f"similar/{world.seed}/{index}")
     uid = user_id(index)
     taste = demo._taste(rng, world.taste_index)
     history = _history(rng, world, taste)
