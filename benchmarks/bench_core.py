@@ -84,7 +84,7 @@ from mcp.client.stdio import StdioServerParameters
 
 from mnky_profiles.examples.demo import load_demo
 from mnky_profiles.server.app import build_server
-from mnky_profiles.server.runtime import bootstrap, open_store
+from mnky_profiles.server.runtime import bootstrap, open_store, settle
 from mnky_profiles.server.settings import DEFAULT_CONFIG, ENV_PREFIX, Settings, load_settings
 from mnky_profiles.store.sql import schema as t
 from mnky_profiles.store.sql.store import SQLStore
@@ -339,8 +339,12 @@ async def pick_subjects(settings: Settings, pool: int, seed: int) -> Subjects:
     store = open_store(settings)
     try:
         now = datetime.now(UTC)
+        candidates: list[str] = []
+        after = ""
         async with store.read() as repo:
-            candidates = await repo.consenting(READ_PURPOSE, now, limit=10**9)
+            while page := await repo.profile_ids(after, 10_000):
+                candidates += await repo.consenting(READ_PURPOSE, now, page)
+                after = page[-1]
             items = [i.item_id for i in await repo.all_items() if i.kind == "product"]
         rng = random.Random(f"subjects/{seed}")
         rng.shuffle(candidates)
@@ -423,6 +427,7 @@ async def measure(workspace: Workspace, transport: str, operations: Sequence[str
             stack.push_async_callback(runtime.close)
             server = build_server(runtime, caller_from="local", local_caller=CALLER)
             add_baselines(server, runtime, CALLER)
+            settle()  # as `mnky-profiles serve` does after start-up
             target: Any = server
         else:
             # The SDK passes only a safe default environment to the subprocess; settings overrides from the

@@ -32,7 +32,7 @@ from pydantic import BaseModel
 from mnky_profiles.privacy.surface import HANDLERS
 from mnky_profiles.server.app import build_server
 from mnky_profiles.server.gating import GatedSurface, _Call, _current
-from mnky_profiles.server.runtime import Runtime, bootstrap
+from mnky_profiles.server.runtime import Runtime, bootstrap, settle
 from mnky_profiles.server.settings import load_settings
 from mnky_profiles.tools.arguments import Purpose, UserId
 from mnky_profiles.usecases.views import ProfileView
@@ -99,6 +99,7 @@ async def serve(config: Path, caller: str | None) -> None:
     try:
         server = build_server(runtime, caller_from="local", local_caller=caller)
         add_baselines(server, runtime, caller)
+        settle()  # as `mnky-profiles serve` does after start-up
         # The learning upkeep runs beside the server, as in ``serve``; with a fitted model it first waits a
         # full refit interval.
         upkeep = asyncio.get_running_loop().create_task(runtime.usecases.learner.maintain(

@@ -85,7 +85,7 @@ from mnky_profiles.examples.demo import generate_catalog
 from mnky_profiles.privacy.audit import AuditLog
 from mnky_profiles.privacy.gate import Gate
 from mnky_profiles.server.app import build_server
-from mnky_profiles.server.runtime import Runtime, bootstrap, open_store
+from mnky_profiles.server.runtime import Runtime, bootstrap, open_store, settle
 from mnky_profiles.server.settings import Settings, load_settings
 from mnky_profiles.store.sql import schema as t
 from mnky_profiles.store.sql.database import SQLiteDatabase
@@ -343,8 +343,9 @@ async def stored_vectors(runtime: Runtime) -> tuple[list[str], np.ndarray]:
         return conn.execute(stmt).all()
 
     rows = await runtime.store.db.run_sync(read)
-    async with runtime.store.read() as repo:
-        consenting = set(await repo.consenting(PROFILING, runtime.clock.now(), limit=10**9))
+    consenting: set[str] = set()
+    async for page in runtime.usecases.learner.consenting_pages(runtime.clock.now()):
+        consenting.update(page)
     rows = [r for r in rows if r[0] in consenting]
     matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1).astype(np.float32)
     return [r[0] for r in rows], matrix
@@ -598,6 +599,8 @@ async def measure(dataset: Dataset, args: argparse.Namespace) -> Result:
             await verify_vectors(runtime, truth, VERIFY_VECTORS)
 
             server = build_server(runtime, caller_from="local", local_caller=CALLER)
+
+            settle()  # as `mnky-profiles serve` does after start-up
             server.add_tool(noop, name=NOOP, title="No-op", description="Does nothing (benchmark baseline).",
                             structured_output=True, annotations=ToolAnnotations(
                                 title="No-op", read_only_hint=True, destructive_hint=False, idempotent_hint=True,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 CONFIDENCE_SCALE = 3.0  # evidence at which confidence reaches 1 - 1/e
+ITEM_FACET = "item"  # an item itself is a token too (``item:<id>``): the collaborative model learns from these
 
 
 def decay(weight: float, seconds: float, half_life_days: float) -> float:

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 # The record lives in the domain (storage reads and writes it); the math on it lives here.
-from ..domain.preferences import Preference, confidence, decay  # noqa: F401
+from ..domain.preferences import ITEM_FACET, Preference, confidence, decay  # noqa: F401
 
 # Signal strength per event type, spread over the item's tokens. Negative values are negative signals.
 EVENT_WEIGHTS: Mapping[str, float] = {
@@ -100,7 +100,6 @@ def tokens_in_query(query: str, vocabulary: Mapping[str, list[str]]) -> list[str
     return found
 
 
-ITEM_FACET = "item"  # an item itself is a token too: the collaborative model learns from these
 
 
 def signals_for(event_id: int, event_type: str, item_id: str | None, properties: Mapping[str, Any], at: datetime,

@@ -213,11 +213,12 @@ def _in_background(work: Coroutine[Any, Any, None]) -> Iterator[None]:
 async def _serve(settings: Settings, transport: str, host: str, port: int, config: Path | None,
                  banner: bool = True) -> None:
     from .app import build_server
-    from .runtime import bootstrap
+    from .runtime import bootstrap, settle
 
     caller_from = _caller_source(settings, transport, host)
     if transport == "stdio":
         runtime = await bootstrap(settings)
+        settle()
         try:
             with _in_background(runtime.usecases.learner.maintain(settings.learning.refit_minutes)):
                 await build_server(runtime, caller_from=caller_from).run_stdio_async()
@@ -231,6 +232,7 @@ async def _serve(settings: Settings, transport: str, host: str, port: int, confi
     try:
         port = sock.getsockname()[1]
         runtime = await bootstrap(settings)
+        settle()
         try:
             base = f"http://{_url_host(host)}:{port}"
             server = build_server(runtime, caller_from=caller_from, base_url=base)

@@ -16,6 +16,7 @@ from mnky_profiles.domain.catalog import Item
 from mnky_profiles.domain.consent import ConsentRecord, ConsentState
 from mnky_profiles.domain.errors import Conflict, DomainError
 from mnky_profiles.domain.events import Event
+from mnky_profiles.domain.preferences import Preference
 from mnky_profiles.domain.profiles import Attribute
 from mnky_profiles.store.sql import schema
 from mnky_profiles.store.sql.store import SQLStore
@@ -453,3 +454,35 @@ async def test_data_survives_reopening(store: SQLStore, open_store: StoreFactory
         assert await reopened.last() == chained(1)
     finally:
         await reopened.close()
+
+
+async def test_consenting_picks_latest_unexpired_grants_among_the_given_users(store: SQLStore) -> None:
+    await make_profiles(store, "a", "b", "c", "d", "e")
+    now = T0 + timedelta(hours=2)
+    async with store.write() as repo:
+        await repo.add_consent(consent("profiling", "granted", "web", 1, user_id="a"))
+        await repo.add_consent(consent("profiling", "granted", "web", 1, user_id="b"))
+        await repo.add_consent(consent("profiling", "withdrawn", "chat", 2, user_id="b"))  # latest says no
+        await repo.add_consent(ConsentRecord("c", "profiling", "granted", "web", T0, None, T0 + timedelta(hours=1)))
+        await repo.add_consent(consent("personalization", "granted", "web", 1, user_id="d"))  # another purpose
+        await repo.add_consent(consent("profiling", "granted", "web", 1, user_id="e"))
+    async with store.read() as repo:
+        assert await repo.consenting("profiling", now, ["e", "a", "b", "c", "d", "nobody"]) == ["a", "e"]
+        assert await repo.consenting("profiling", now, ["b"]) == []
+        assert await repo.consenting("profiling", T0 + timedelta(minutes=30), ["c"]) == ["c"]  # before expiry
+
+
+async def test_preferences_reads_full_partial_and_lean(store: SQLStore) -> None:
+    await make_profiles(store, "u1", "u2")
+    prefs = [Preference("note:lavender", "implicit", 0.5, T0, 3, (1, 2, 3), T0),
+             Preference("item:candle-1", "implicit", 1.0, T0, 1, (1,), T0),
+             Preference("note:oud", "explicit", -1.0, T0, 1, (), T0)]
+    async with store.write() as repo:
+        await repo.put_preferences("u1", prefs)
+    async with store.read() as repo:
+        assert sorted(await repo.preferences("u1"), key=lambda p: p.token) == sorted(prefs, key=lambda p: p.token)
+        assert [p.token for p in await repo.preferences("u1", ["note:oud", "x"])] == ["note:oud"]
+        lean = await repo.attribute_weights_of(["u1", "u2"])
+    assert lean["u2"] == []
+    assert sorted((p.token, p.source, p.weight, p.ref_at) for p in lean["u1"]) == [
+        ("note:lavender", "implicit", 0.5, T0), ("note:oud", "explicit", -1.0, T0)]  # no item tokens

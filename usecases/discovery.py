@@ -71,7 +71,7 @@ class Discovery:
         if not -1.0 <= min_similarity <= 1.0:
             raise InvalidArgument("min_similarity must be between -1 and 1.")
         async with self.store.read() as repo:
-            prefs = await repo.preferences(user_id)
+            prefs = (await repo.attribute_weights_of([user_id]))[user_id]
         state = await self.learner.vector_of(prefs)
         view = SimilarUsersView(user_id=user_id, min_similarity=min_similarity, neighbours=[])
         if state is None:
@@ -81,7 +81,7 @@ class Discovery:
         async with self.store.read() as repo:
             # The index follows consent within the call that changes it; this re-check also covers expiry.
             consenting = set(await repo.consenting(PROFILING, access.now, [u for u, _ in hits]))
-            theirs = await repo.preferences_of([u for u, _ in hits if u in consenting][:limit])
+            theirs = await repo.attribute_weights_of([u for u, _ in hits if u in consenting][:limit])
         stale = [u for u, _ in hits if u not in consenting]
         if stale:
             await self.learner.index.delete(stale)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -157,10 +157,12 @@ class Learner:
 
     # -- after commit: vectors and the index ---------------------------------------------------------------
     async def vector_of(self, preferences: Sequence[Preference]) -> VectorState | None:
-        as_of = reference_time(preferences)
+        """The vector of the attribute-token weights, as of the newest of them."""
+        attributes = [p for p in preferences if not is_item(p.token)]
+        as_of = reference_time(attributes)
         if as_of is None:
             return None
-        weights = {t: w for t, w in effective(preferences, as_of, self.half_life_days).items() if not is_item(t)}
+        weights = effective(attributes, as_of, self.half_life_days)
         vector = user_vector(weights, await self.embeddings(weights), self.embedder.dim)
         return None if vector is None else VectorState(vector, as_of)
 
@@ -171,7 +173,7 @@ class Learner:
             return
         now = self.clock.now()
         async with self.store.read() as repo:
-            prefs = await repo.preferences_of(users, evidence=False)
+            prefs = await repo.attribute_weights_of(users)
             if len(users) <= FEW:  # a realtime call: one indexed read per user beats the grouped query
                 consenting = {u for u in users if (await repo.consents(u)).decide(PROFILING, now).allowed}
             else:
@@ -230,23 +232,30 @@ class Learner:
             total += len(users)
             after = users[-1]
 
+    async def consenting_pages(self, now: datetime) -> AsyncIterator[list[str]]:
+        """Every user who consents to profiling now, a page at a time (pages of profiles, so the walk is linear)."""
+        after = ""
+        while True:
+            async with self.store.read() as repo:
+                page = await repo.profile_ids(after, PAGE)
+                users = await repo.consenting(PROFILING, now, page) if page else []
+            if not page:
+                return
+            if users:
+                yield users
+            after = page[-1]
+
     async def rebuild_index(self) -> int:
         """Rebuild the similarity index from the stored vectors of the users who consent to profiling."""
         ids: list[str] = []
         rows: list[np.ndarray] = []
-        after = ""
-        now = self.clock.now()
-        while True:
+        async for users in self.consenting_pages(self.clock.now()):
             async with self.store.read() as repo:
-                users = await repo.consenting(PROFILING, now, after=after, limit=PAGE)
-                stored = await repo.user_vectors(users) if users else []
-            if not users:
-                break
+                stored = await repo.user_vectors(users)
             for s in stored:
                 if s.model == self.embedder.name:  # vectors of another embedder are refreshed on the next signal
                     ids.append(s.user_id)
                     rows.append(np.frombuffer(s.data, dtype="<f4"))
-            after = users[-1]
         matrix = np.vstack(rows) if rows else np.zeros((0, self.embedder.dim), dtype=np.float32)
         await self.index.rebuild(ids, matrix)
         return len(ids)
@@ -258,15 +267,10 @@ class Learner:
             catalog = await self.catalog()
             now = self.clock.now()
             histories: list[dict[str, float]] = []
-            after = ""
-            while True:
+            async for users in self.consenting_pages(now):
                 async with self.store.read() as repo:
-                    users = await repo.consenting(PROFILING, now, after=after, limit=PAGE)
-                    prefs = await repo.preferences_of(users) if users else {}
-                if not users:
-                    break
+                    prefs = await repo.preferences_of(users, evidence=False)
                 histories += [history(p, now, self.half_life_days) for p in prefs.values()]
-                after = users[-1]
             # The fit is CPU-bound numpy: run it off the event loop so the server keeps answering.
             model = await anyio.to_thread.run_sync(recommender.fit, catalog.space.item_ids, histories, self.l2)
             self.model = model
