@@ -3,10 +3,13 @@ against SQLite and PostgreSQL. Whatever one database does, the other must do the
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator, Callable
+from contextlib import closing
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import anyio
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import SQLAlchemyError
@@ -19,6 +22,7 @@ from mnky_profiles.domain.events import Event
 from mnky_profiles.domain.preferences import Preference
 from mnky_profiles.domain.profiles import Attribute
 from mnky_profiles.store.sql import schema
+from mnky_profiles.store.sql.database import SQLiteDatabase
 from mnky_profiles.store.sql.store import SQLStore
 
 from .conftest import PG_URL, pg_schema
@@ -483,6 +487,41 @@ async def test_preferences_reads_full_partial_and_lean(store: SQLStore) -> None:
         assert sorted(await repo.preferences("u1"), key=lambda p: p.token) == sorted(prefs, key=lambda p: p.token)
         assert [p.token for p in await repo.preferences("u1", ["note:oud", "x"])] == ["note:oud"]
         lean = await repo.attribute_weights_of(["u1", "u2"])
+        on = await repo.attribute_weights_of(["u1", "u2"], tokens=["note:oud", "item:candle-1", "note:none"])
+        assert await repo.attribute_weights_of(["u1"], tokens=[]) == {"u1": []}
     assert lean["u2"] == []
     assert sorted((p.token, p.source, p.weight, p.ref_at) for p in lean["u1"]) == [
         ("note:lavender", "implicit", 0.5, T0), ("note:oud", "explicit", -1.0, T0)]  # no item tokens
+    assert on["u2"] == [] and [(p.token, p.weight) for p in on["u1"]] == [("note:oud", -1.0)]
+
+
+# -- SQLite only -----------------------------------------------------------------------------------------------
+
+async def test_sqlite_checkpoints_the_log_off_the_call_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Commits never checkpoint (that would stall the call that crosses the threshold); the checkpointer thread
+    copies the log back into the database file, and closing leaves one file."""
+    monkeypatch.setattr(SQLiteDatabase, "checkpoint_seconds", 0.05)
+    path = tmp_path / "store.db"
+    store = SQLStore.sqlite(path)
+    await store.migrate()
+    async with store.read() as repo:
+        assert (await repo.conn.execute(sa.text("PRAGMA wal_autocheckpoint"))).scalar() == 0
+
+    def in_the_file() -> int:
+        """Profiles the database file itself holds, the log ignored (a torn read counts as none)."""
+        with closing(sqlite3.connect(f"file:{path}?immutable=1", uri=True)) as conn:
+            try:
+                return int(conn.execute("SELECT count(*) FROM profiles").fetchone()[0])
+            except sqlite3.DatabaseError:
+                return -1
+
+    try:
+        await make_profiles(store, *[f"u{i}" for i in range(300)])
+        for _ in range(400):  # waiting for the thread, up to 20 s; not a timing assertion
+            if in_the_file() == 300:
+                break
+            await anyio.sleep(0.05)
+        assert in_the_file() == 300
+    finally:
+        await store.close()
+    assert not path.with_name("store.db-wal").exists()

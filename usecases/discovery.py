@@ -78,14 +78,16 @@ class Discovery:
             return view.model_copy(update={"note": "Not enough signals about this user yet to compare."})
         hits = await self.learner.index.query(state.vector.tolist(), limit * 2 + 5, exclude=[user_id])
         hits = [(u, s) for u, s in hits if s >= min_similarity]
+        mine = self._weights(prefs, access)
         async with self.store.read() as repo:
             # The index follows consent within the call that changes it; this re-check also covers expiry.
             consenting = set(await repo.consenting(PROFILING, access.now, [u for u, _ in hits]))
-            theirs = await repo.attribute_weights_of([u for u, _ in hits if u in consenting][:limit])
+            # Shared likes are tokens both like, so only the neighbours' weights on what this user likes matter.
+            theirs = await repo.attribute_weights_of([u for u, _ in hits if u in consenting][:limit],
+                                                     tokens=[t for t, w in mine.items() if w > 0])
         stale = [u for u, _ in hits if u not in consenting]
         if stale:
             await self.learner.index.delete(stale)
-        mine = self._weights(prefs, access)
         neighbours = [
             SimilarUser(pseudonym=self.pseudonyms.for_caller(access.caller.name, u), similarity=round(s, 4),
                         shared_preferences=shared_likes(mine, self._weights(theirs[u], access)))
