@@ -61,7 +61,6 @@ import platform
 import random
 import shutil
 import sqlite3
-import sys
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -75,7 +74,7 @@ from typing import Any
 import anyio
 import numpy as np
 import sqlalchemy as sa
-from bench_core import command_line, loadavg, revision
+from bench_core import BenchError, command_line, loadavg, log, revision
 from bench_core_server import NOOP, noop
 from mcp import Client
 from mcp.types import ToolAnnotations
@@ -112,14 +111,6 @@ VERIFY_VECTORS = 50  # sampled users whose stored vector is checked against Lear
 TARGET_USERS, TARGET_RECALL, TARGET_P99_MS = 1_000_000, 0.95, 5.0
 TABLES = (t.profiles, t.consents, t.attributes, t.preferences, t.user_vectors, t.items)
 FORMAT = 1  # of dataset.json; a change of the generator changes it
-
-
-class BenchError(Exception):
-    pass
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # -- the kept dataset -------------------------------------------------------------------------------------------
