@@ -1,4 +1,4 @@
-"""Errors an agent can act on. Each says what went wrong and what to do next."""
+"""Errors an agent can act on (each says what went wrong and what to do next), and the one backend failure."""
 
 from __future__ import annotations
 
@@ -46,3 +46,11 @@ class ConsentRequired(DomainError):
 
 class Conflict(DomainError):
     code = "conflict"
+
+
+class StoreUnavailable(Exception):
+    """A backend (the database, a vector index, the embedding service) failed or cannot be used as configured.
+
+    Adapters raise it ``from`` the driver's error, with a message for the operator that says what failed and what
+    to change. The rest of the server sees only this type; an agent is told the store is unavailable, to retry.
+    """

@@ -21,7 +21,7 @@ import anyio
 from pydantic_settings import SettingsError
 
 from .. import __version__
-from ..domain.errors import DomainError
+from ..domain.errors import DomainError, StoreUnavailable
 from .settings import ENV_PREFIX, ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:
@@ -415,17 +415,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DomainError as exc:  # e.g. a demo of another seed already loaded
         print(f"mnky-profiles: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:
-        from ..store.vectors import VectorIndexError
-
-        if not isinstance(exc, VectorIndexError):
-            raise
-        # Its messages say why and what to change, e.g. a second server on the same data (a chat client's stdio
-        # server while the HTTP one runs: one server at a time uses a data directory).
+    except StoreUnavailable as exc:
+        # Its messages say why and what to change, e.g. PostgreSQL unreachable, or a second server on the same
+        # data (a chat client's stdio server while the HTTP one runs: one server at a time uses a data directory).
         print(f"mnky-profiles: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        return 130
     return 0
 
 

@@ -24,13 +24,10 @@ from mcp.types import INTERNAL_ERROR, INVALID_PARAMS, CallToolResult, TextConten
 
 from ..domain.audit import AuditEntry, Withholding
 from ..domain.callers import Caller
-from ..domain.errors import DomainError, NotPermitted
+from ..domain.errors import DomainError, NotPermitted, StoreUnavailable
 from ..domain.purposes import PURPOSES
 from ..privacy.gate import Access
 from ..privacy.surface import Handler
-from ..store.embedders import EmbeddingError
-from ..store.sql.database import StorageError
-from ..store.vectors import VectorIndexError
 from ..usecases.app import Scope
 from .runtime import Runtime
 
@@ -104,7 +101,7 @@ class GatedSurface:
             except DomainError as exc:
                 await self.audit(caller_name, handler.action, arguments, access, f"error:{exc.code}")
                 raise _error(handler, str(exc)) from None
-            except (StorageError, EmbeddingError, VectorIndexError) as exc:
+            except StoreUnavailable as exc:
                 log.error("backend failure in %s: %s", handler.action, exc)
                 await _audit_quietly(self, caller_name, handler.action, arguments, access, "error:storage")
                 raise _error(handler, "The profile store or an index it needs is unavailable right now; retry shortly.",

@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from mnky_profiles.domain.errors import StoreUnavailable
 from mnky_profiles.domain.ports import Embedder
-from mnky_profiles.store.embedders import EmbeddingError
 from mnky_profiles.store.embedders.cache import MemoryEmbeddingCache, SQLEmbeddingCache
 from mnky_profiles.store.embedders.hashing import HashingEmbedder, hashed_vector
 from mnky_profiles.store.embedders.openai import OpenAIEmbedder
@@ -182,7 +182,7 @@ async def test_a_rejected_key_is_a_clear_error(fake: FakeOpenAI, base_url: str) 
     import openai
 
     async with embedder(base_url, api_key="sk-wrong") as e:
-        with pytest.raises(EmbeddingError, match=r"rejected the API key .*MNKY_OPENAI__API_KEY") as failed:
+        with pytest.raises(StoreUnavailable, match=r"rejected the API key .*MNKY_OPENAI__API_KEY") as failed:
             await e.embed(["note:vanilla"])
     assert isinstance(failed.value.__cause__, openai.AuthenticationError)
 
@@ -192,7 +192,7 @@ async def test_a_server_error_is_a_clear_error_after_the_retries(fake: FakeOpenA
 
     fake.fail_status = 500
     async with embedder(base_url, max_retries=1) as e:
-        with pytest.raises(EmbeddingError, match="HTTP 500") as failed:
+        with pytest.raises(StoreUnavailable, match="HTTP 500") as failed:
             await e.embed(["note:vanilla"])
     assert isinstance(failed.value.__cause__, openai.InternalServerError)
     assert fake.attempts == 2  # the client retried once, as configured
@@ -204,13 +204,13 @@ async def test_a_server_error_is_a_clear_error_after_the_retries(fake: FakeOpenA
 
 async def test_an_unknown_model_and_a_wrong_size_are_clear_errors(fake: FakeOpenAI, base_url: str) -> None:
     async with embedder(base_url, model="text-embedding-9") as e:
-        with pytest.raises(EmbeddingError, match="does not know model 'text-embedding-9'"):
+        with pytest.raises(StoreUnavailable, match="does not know model 'text-embedding-9'"):
             await e.embed(["x"])
-    with pytest.raises(EmbeddingError, match=r"set openai\.dimensions"):
+    with pytest.raises(StoreUnavailable, match=r"set openai\.dimensions"):
         OpenAIEmbedder.connect(MemoryEmbeddingCache(), api_key="k", base_url=base_url, model="some-local-model")
     fake.wrong_dim = 10
     async with embedder(base_url) as e:
-        with pytest.raises(EmbeddingError, match="dimension 10, expected 64"):
+        with pytest.raises(StoreUnavailable, match="dimension 10, expected 64"):
             await e.embed(["x"])
 
 
@@ -218,13 +218,13 @@ async def test_unreachable_service_and_empty_text(fake: FakeOpenAI) -> None:
     with BackgroundServer(FakeOpenAI().app()) as gone:
         url = gone.url + "/v1"  # a port that was just ours and is closed now
     async with embedder(url, timeout=2) as e:
-        with pytest.raises(EmbeddingError, match="cannot reach"):
+        with pytest.raises(StoreUnavailable, match="cannot reach"):
             await e.embed(["x"])
-        with pytest.raises(EmbeddingError, match="empty text"):
+        with pytest.raises(ValueError, match="empty text"):
             await e.embed(["ok", ""])
 
 
 def test_a_missing_key_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    with pytest.raises(EmbeddingError, match="MNKY_OPENAI__API_KEY"):
+    with pytest.raises(StoreUnavailable, match="MNKY_OPENAI__API_KEY"):
         OpenAIEmbedder.connect(MemoryEmbeddingCache())

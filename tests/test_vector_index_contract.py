@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from mnky_profiles.domain.errors import StoreUnavailable
 from mnky_profiles.domain.ports import VectorIndex
-from mnky_profiles.store.vectors import DimensionMismatch, VectorIndexError
+from mnky_profiles.store.vectors import DimensionMismatch
 from mnky_profiles.store.vectors.local import LocalVectorIndex
 from mnky_profiles.store.vectors.pinecone import PineconeIndex, decode_id, encode_id
 
@@ -210,13 +211,13 @@ async def test_a_dimension_mismatch_is_a_clear_error_and_writes_nothing(index: A
 
 
 async def test_malformed_batches_are_refused(index: Any) -> None:
-    with pytest.raises(VectorIndexError, match="ids for"):
+    with pytest.raises(ValueError, match="ids for"):
         await index.upsert(["a", "b"], [[1.0] * DIM])
-    with pytest.raises(VectorIndexError, match="twice"):
+    with pytest.raises(ValueError, match="twice"):
         await index.upsert(["a", "a"], [[1.0] * DIM, [2.0] * DIM])
-    with pytest.raises(VectorIndexError, match="zero"):
+    with pytest.raises(ValueError, match="zero"):
         await index.upsert(["a"], [[0.0] * DIM])
-    with pytest.raises(VectorIndexError, match="metadata"):
+    with pytest.raises(ValueError, match="metadata"):
         await index.upsert(["a"], [[1.0] * DIM], [])
     assert await index.count() == 0
 
@@ -302,7 +303,7 @@ async def test_local_index_refuses_another_dimension_or_space(tmp_path: Path) ->
     await index.close()
     with pytest.raises(DimensionMismatch, match="rebuild"):
         LocalVectorIndex.open(tmp_path, DIM + 1, space="hashing-v1-8")
-    with pytest.raises(VectorIndexError, match="openai"):
+    with pytest.raises(StoreUnavailable, match="openai"):
         LocalVectorIndex.open(tmp_path, DIM, space="openai:text-embedding-3-small:8")
     reset = LocalVectorIndex.open(tmp_path, DIM + 1, space="hashing-v1-9", discard_mismatched=True)
     assert reset.was_reset and await reset.count() == 0
@@ -312,7 +313,7 @@ async def test_local_index_refuses_another_dimension_or_space(tmp_path: Path) ->
 
 async def test_one_process_owns_a_local_index_directory(tmp_path: Path) -> None:
     index = LocalVectorIndex.open(tmp_path, DIM)
-    with pytest.raises(VectorIndexError, match="another process"):
+    with pytest.raises(StoreUnavailable, match="another process"):
         LocalVectorIndex.open(tmp_path, DIM)
     await index.close()
     await LocalVectorIndex.open(tmp_path, DIM).close()  # free again once closed
@@ -431,21 +432,21 @@ async def test_pinecone_errors_are_translated(pinecone_fake: tuple[FakePinecone,
     from pinecone.errors.exceptions import ApiError, UnauthorizedError
 
     fake, server = pinecone_fake
-    with pytest.raises(VectorIndexError, match="API key") as bad_key:
+    with pytest.raises(StoreUnavailable, match="API key") as bad_key:
         await PineconeIndex.connect(dim=DIM, api_key="wrong", host=server.url)
     assert isinstance(bad_key.value.__cause__, UnauthorizedError)
     with pytest.raises(DimensionMismatch, match=f"dimension {DIM}"):
         await PineconeIndex.connect(dim=DIM * 2, api_key="test-key", host=server.url)
-    with pytest.raises(VectorIndexError, match="host"):
+    with pytest.raises(StoreUnavailable, match="host"):
         await PineconeIndex.connect(dim=DIM, api_key="test-key")
     with pytest.MonkeyPatch.context() as env:
         env.delenv("PINECONE_API_KEY", raising=False)
-        with pytest.raises(VectorIndexError, match="MNKY_PINECONE__API_KEY"):
+        with pytest.raises(StoreUnavailable, match="MNKY_PINECONE__API_KEY"):
             await PineconeIndex.connect(dim=DIM, host=server.url)
     index = await pinecone_index(server)
     try:
         fake.fail_status = 400
-        with pytest.raises(VectorIndexError, match="HTTP 400") as failed:
+        with pytest.raises(StoreUnavailable, match="HTTP 400") as failed:
             await index.query([1.0] * DIM, 3)
         assert isinstance(failed.value.__cause__, ApiError)
     finally:
@@ -458,7 +459,7 @@ async def test_pinecone_unreachable_is_a_clear_error() -> None:
 
     with BackgroundServer(FakePinecone(DIM).app()) as server:
         url = server.url  # a port that was just ours and is closed now
-    with pytest.raises(VectorIndexError, match="cannot reach Pinecone") as failed:
+    with pytest.raises(StoreUnavailable, match="cannot reach Pinecone") as failed:
         await PineconeIndex.connect(dim=DIM, api_key="test-key", host=url, timeout=2)
     assert isinstance(failed.value.__cause__, PineconeError)
 
@@ -523,3 +524,37 @@ async def test_local_graph_stays_right_through_churn_and_replay(tmp_path: Path) 
         assert (await index.fetch([ids[77]]))[ids[77]] == pytest.approx(vectors[77].tolist(), abs=1e-6)
     finally:
         await index.close()
+
+
+# -- the server on Pinecone: the same path a user runs ---------------------------------------------------------
+
+
+async def test_the_server_finds_similar_users_on_pinecone_and_a_failing_service_is_retryable(
+        pinecone_fake: tuple[FakePinecone, BackgroundServer], tmp_path: Path) -> None:
+    from .conftest import FakeClock, open_world
+    from .gate_support import connect, newest_entry, snapshot
+
+    fake, server = pinecone_fake
+    settings = {"user_profiling": {"vector_store": "pinecone"}, "hashing": {"dim": DIM},
+                "pinecone": {"host": server.url, "api_key": "test-key", "namespace": f"ns-{uuid.uuid4().hex[:8]}"}}
+    async with open_world("sqlite", tmp_path, FakeClock(), **settings) as world:
+        async with connect(world.server("privacy-officer")) as c:
+            for user in ("fan-1", "fan-2"):
+                await c.call_tool("update_profile", {"user_id": user, "create": True,
+                                                     "attributes": {"language": "en"}})
+                await c.call_tool("record_consent", {"user_id": user, "purpose": "profiling", "granted": True,
+                                                     "source": "test"})
+                await c.call_tool("record_event", {"user_id": user, "event_type": "purchase",
+                                                   "item_id": "candle-lavender"})
+            found = await c.call_tool("find_similar_users", {"user_id": "fan-1", "purpose": "profiling"})
+            assert not found.is_error and len(found.structured_content["neighbours"]) == 1
+            before = await snapshot(world.runtime)
+            fake.fail_status = 503
+            try:
+                failed = await c.call_tool("find_similar_users", {"user_id": "fan-1", "purpose": "profiling"})
+            finally:
+                fake.fail_status = None
+            assert failed.is_error and "retry shortly" in failed.content[0].text
+            assert "503" not in failed.content[0].text  # the backend's detail is for the log, not the agent
+            assert (await newest_entry(world.runtime)).outcome == "error:storage"
+            assert await snapshot(world.runtime) == before

@@ -2,10 +2,7 @@
 
 ``hashing`` (the default) needs no model and no network; ``openai`` calls an OpenAI-compatible embeddings API
 and keeps every vector it receives in the SQL store, so a text is requested once per model.
+
+Their failures (a service that fails or answers with something unusable, a setting that cannot work) are
+``StoreUnavailable`` with a message that says which and why.
 """
-
-from __future__ import annotations
-
-
-class EmbeddingError(Exception):
-    """The embedding service failed or answered with something unusable; the message says which and why."""

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import EmbeddingError
+from ...domain.errors import StoreUnavailable
 from .cache import EmbeddingCache
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ def _import_openai() -> Any:
     try:
         import openai
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise EmbeddingError(
+        raise StoreUnavailable(
             "the openai embedder needs the 'openai' extra: pip install 'mnky-profiles[openai]'") from exc
     return openai
 
@@ -63,10 +63,10 @@ class OpenAIEmbedder:
                  dimensions: int | None = None, batch_size: int = 512) -> None:
         dim = dimensions or KNOWN_DIMENSIONS.get(model)
         if dim is None:
-            raise EmbeddingError(f"the output size of model {model!r} is unknown; set openai.dimensions "
+            raise StoreUnavailable(f"the output size of model {model!r} is unknown; set openai.dimensions "
                                  "(MNKY_OPENAI__DIMENSIONS) to it")
         if not 1 <= batch_size <= MAX_BATCH:
-            raise EmbeddingError(f"openai.batch_size must be between 1 and {MAX_BATCH}, got {batch_size}")
+            raise StoreUnavailable(f"openai.batch_size must be between 1 and {MAX_BATCH}, got {batch_size}")
         self.client = client
         self.cache = cache
         self.model = model
@@ -89,13 +89,13 @@ class OpenAIEmbedder:
             client = openai.AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout,
                                         max_retries=max_retries)
         except openai.OpenAIError as exc:
-            raise EmbeddingError(f"cannot configure the openai embedder: {exc} "
+            raise StoreUnavailable(f"cannot configure the openai embedder: {exc} "
                                  "(set MNKY_OPENAI__API_KEY)") from exc
         return cls(client, cache, model=model, dimensions=dimensions, batch_size=batch_size)
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         if any(not text for text in texts):
-            raise EmbeddingError("cannot embed an empty text")
+            raise ValueError("cannot embed an empty text")
         wanted = list(dict.fromkeys(texts))
         found = await self._cached(wanted)
         missing = [text for text in wanted if text not in found]
@@ -136,18 +136,18 @@ class OpenAIEmbedder:
         try:
             response = await self.client.embeddings.create(model=self.model, input=batch, **extra)
         except openai.OpenAIError as exc:
-            raise EmbeddingError(_describe(exc, str(self.client.base_url), self.model)) from exc
+            raise StoreUnavailable(_describe(exc, str(self.client.base_url), self.model)) from exc
         data = sorted(response.data, key=lambda d: d.index)
         if [d.index for d in data] != list(range(len(batch))):
-            raise EmbeddingError(f"the embeddings API returned {len(data)} vectors for {len(batch)} inputs")
+            raise StoreUnavailable(f"the embeddings API returned {len(data)} vectors for {len(batch)} inputs")
         out = []
         for d in data:
             vector = np.asarray(d.embedding, dtype=np.float64)
             if vector.shape != (self.dim,):
-                raise EmbeddingError(f"model {self.model!r} returned vectors of dimension {vector.size}, "
+                raise StoreUnavailable(f"model {self.model!r} returned vectors of dimension {vector.size}, "
                                      f"expected {self.dim}; set openai.dimensions to match the model")
             norm = float(np.linalg.norm(vector))
             if not np.isfinite(norm) or norm == 0.0:
-                raise EmbeddingError(f"model {self.model!r} returned a zero or non-finite vector")
+                raise StoreUnavailable(f"model {self.model!r} returned a zero or non-finite vector")
             out.append((vector / norm).astype(np.float32))
         return out

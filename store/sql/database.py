@@ -23,13 +23,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from ...domain.errors import Conflict
+from ...domain.errors import Conflict, StoreUnavailable
 
 T = TypeVar("T")
-
-
-class StorageError(Exception):
-    """The database could not be reached or refused the statement for a reason other than a conflict."""
 
 
 class Conn(Protocol):
@@ -41,7 +37,7 @@ class Conn(Protocol):
 def _translate(exc: Exception) -> Exception:
     if isinstance(exc, IntegrityError):
         return Conflict("The write conflicts with existing data.")
-    return StorageError(f"{type(exc.__cause__ or exc).__name__}: {str(exc.__cause__ or exc).splitlines()[0]}")
+    return StoreUnavailable(f"{type(exc.__cause__ or exc).__name__}: {str(exc.__cause__ or exc).splitlines()[0]}")
 
 
 class Database(ABC):
@@ -212,7 +208,7 @@ class PostgresDatabase(Database):
             conn_cm = self.engine.connect()
             conn = await conn_cm.__aenter__()
         except (DBAPIError, OSError) as exc:
-            raise StorageError(f"cannot reach PostgreSQL: {exc}") from exc
+            raise StoreUnavailable(f"cannot reach PostgreSQL: {exc}") from exc
         try:
             # Read committed gives each statement its own snapshot anyway; autocommit saves BEGIN and ROLLBACK.
             await conn.execution_options(isolation_level="AUTOCOMMIT")
@@ -226,7 +222,7 @@ class PostgresDatabase(Database):
             cm = self.engine.begin()
             conn = await cm.__aenter__()
         except (DBAPIError, OSError) as exc:
-            raise StorageError(f"cannot reach PostgreSQL: {exc}") from exc
+            raise StoreUnavailable(f"cannot reach PostgreSQL: {exc}") from exc
         try:
             yield _AsyncConn(conn)
         except BaseException as exc:

@@ -1,7 +1,8 @@
 """Vector indexes over user vectors: ``local`` (default; exact search, then HNSW above a size) and ``pinecone``.
 
 Both store unit vectors (input is normalized on the way in, so scores are cosine similarities whatever the caller
-passes) and check dimensions before anything is written.
+passes) and check dimensions before anything is written. A failing or misconfigured index raises
+``StoreUnavailable``; arguments that break the port's contract (ragged batches, zero vectors) raise ``ValueError``.
 """
 
 from __future__ import annotations
@@ -10,12 +11,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-
-class VectorIndexError(Exception):
-    """The index could not do what was asked; the message says why and what to change."""
+from ...domain.errors import StoreUnavailable
 
 
-class DimensionMismatch(VectorIndexError, ValueError):
+class DimensionMismatch(StoreUnavailable, ValueError):
     """A vector's length differs from the index dimension (often: the embedder changed; rebuild the index)."""
 
 
@@ -35,7 +34,7 @@ def unit_rows(vectors: Sequence[Sequence[float]] | np.ndarray, dim: int) -> np.n
     norms = np.linalg.norm(matrix, axis=1)
     bad = ~np.isfinite(norms) | (norms == 0.0)
     if bad.any():
-        raise VectorIndexError(f"vector {int(np.argmax(bad))} is zero or not finite; cosine needs a direction")
+        raise ValueError(f"vector {int(np.argmax(bad))} is zero or not finite; cosine needs a direction")
     unit: np.ndarray = (matrix / norms[:, None]).astype(np.float32)
     return unit
 
@@ -47,10 +46,10 @@ def unit_vector(vector: Sequence[float] | np.ndarray, dim: int) -> np.ndarray:
 
 def check_batch(ids: Sequence[str], count: int, metadata: Sequence[dict[str, str]] | None) -> None:
     if len(ids) != count:
-        raise VectorIndexError(f"{len(ids)} ids for {count} vectors")
+        raise ValueError(f"{len(ids)} ids for {count} vectors")
     if metadata is not None and len(metadata) != count:
-        raise VectorIndexError(f"{len(metadata)} metadata entries for {count} vectors")
+        raise ValueError(f"{len(metadata)} metadata entries for {count} vectors")
     if len(set(ids)) != len(ids):
-        raise VectorIndexError("an id appears twice in one upsert")
+        raise ValueError("an id appears twice in one upsert")
     if any(not isinstance(i, str) or not i for i in ids):
-        raise VectorIndexError("ids are non-empty strings")
+        raise ValueError("ids are non-empty strings")

@@ -34,7 +34,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from . import DimensionMismatch, VectorIndexError, check_batch, unit_rows, unit_vector
+from ...domain.errors import StoreUnavailable
+from . import DimensionMismatch, check_batch, unit_rows, unit_vector
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -61,7 +62,7 @@ class LocalVectorIndex:
                  fsync: bool = False) -> None:
         """An empty in-memory index. ``space`` names the embedder, so a stored index of another is refused."""
         if dim < 1:
-            raise VectorIndexError(f"index dimension must be positive, got {dim}")
+            raise ValueError(f"index dimension must be positive, got {dim}")
         self.dim = dim
         self.directory: Path | None = None
         self.space = space
@@ -89,7 +90,7 @@ class LocalVectorIndex:
              ) -> LocalVectorIndex:
         """Load the index kept in ``directory`` (created when missing).
 
-        A snapshot of another dimension or space raises ``DimensionMismatch`` / ``VectorIndexError``, unless
+        A snapshot of another dimension or space raises ``DimensionMismatch`` / ``StoreUnavailable``, unless
         ``discard_mismatched``: then its files are removed, the index opens empty and ``was_reset`` is True, so the
         caller knows to ``rebuild``.
         """
@@ -342,7 +343,7 @@ class LocalVectorIndex:
         except BlockingIOError:
             self._lock_file.close()
             self._lock_file = None
-            raise VectorIndexError(f"another process has the vector index in {self.directory} open") from None
+            raise StoreUnavailable(f"another process has the vector index in {self.directory} open") from None
 
     def _release_lock(self) -> None:
         if self._lock_file is not None:
@@ -376,15 +377,15 @@ class LocalVectorIndex:
         if self._hnsw is None and len(self._keys) > self.hnsw_threshold:
             self._build_hnsw()  # the threshold was lowered since the snapshot, or the journal grew past it
 
-    def _mismatch(self, meta: dict[str, Any]) -> VectorIndexError | None:
+    def _mismatch(self, meta: dict[str, Any]) -> StoreUnavailable | None:
         if meta.get("format") != FORMAT:
-            return VectorIndexError(f"{self.directory} holds index format {meta.get('format')}, this version "
+            return StoreUnavailable(f"{self.directory} holds index format {meta.get('format')}, this version "
                                     f"reads {FORMAT}; rebuild it")
         if meta["dim"] != self.dim:
             return DimensionMismatch(f"the index in {self.directory} has dimension {meta['dim']}, the embedder "
                                      f"gives {self.dim}; rebuild it from the current vectors")
         if meta["space"] != self.space:
-            return VectorIndexError(f"the index in {self.directory} holds vectors of {meta['space']!r}, not "
+            return StoreUnavailable(f"the index in {self.directory} holds vectors of {meta['space']!r}, not "
                                     f"{self.space!r}; rebuild it from the current vectors")
         return None
 

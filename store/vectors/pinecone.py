@@ -23,7 +23,8 @@ from urllib.parse import quote, unquote
 
 import numpy as np
 
-from . import DimensionMismatch, VectorIndexError, check_batch, unit_rows, unit_vector
+from ...domain.errors import StoreUnavailable
+from . import DimensionMismatch, check_batch, unit_rows, unit_vector
 
 if TYPE_CHECKING:
     from pinecone.async_client.async_index import AsyncIndex
@@ -50,7 +51,7 @@ def _import_pinecone() -> Any:
     try:
         import pinecone
     except ImportError as exc:  # pragma: no cover - depends on the install
-        raise VectorIndexError(
+        raise StoreUnavailable(
             "the pinecone vector store needs the 'pinecone' extra: pip install 'mnky-profiles[pinecone]'") from exc
     return pinecone
 
@@ -79,15 +80,15 @@ def _describe(exc: Exception, action: str, host: str) -> str:
 
 @asynccontextmanager
 async def _translated(action: str, host: str, missing_ok: bool = False) -> AsyncIterator[None]:
-    """Client errors become ``VectorIndexError`` (raised from the original) that say what to change."""
+    """Client errors become ``StoreUnavailable`` (raised from the original) that say what to change."""
     errors = _errors()
     try:
         yield
     except errors.NotFoundError as exc:
         if not missing_ok:  # a delete in a namespace that does not exist yet has nothing to do
-            raise VectorIndexError(_describe(exc, action, host)) from exc
+            raise StoreUnavailable(_describe(exc, action, host)) from exc
     except errors.PineconeError as exc:
-        raise VectorIndexError(_describe(exc, action, host)) from exc
+        raise StoreUnavailable(_describe(exc, action, host)) from exc
 
 
 class PineconeIndex:
@@ -113,9 +114,9 @@ class PineconeIndex:
         """Open the index by ``host`` (no control-plane call) or by ``index_name``, and check its dimension."""
         pinecone = _import_pinecone()
         if not host and not index_name:
-            raise VectorIndexError("set pinecone.host (the index host) or pinecone.index_name")
+            raise StoreUnavailable("set pinecone.host (the index host) or pinecone.index_name")
         if not api_key and not os.environ.get("PINECONE_API_KEY"):
-            raise VectorIndexError("no Pinecone API key: set MNKY_PINECONE__API_KEY (or PINECONE_API_KEY)")
+            raise StoreUnavailable("no Pinecone API key: set MNKY_PINECONE__API_KEY (or PINECONE_API_KEY)")
         where = host or f"index {index_name!r}"
         async with _translated("open the index", where):
             if host:
@@ -138,7 +139,7 @@ class PineconeIndex:
             raise DimensionMismatch(f"the Pinecone index at {self.host} has dimension {stats.dimension}, the "
                                     f"embedder gives {self.dim}; use an index of dimension {self.dim}")
         if stats.metric is not None and stats.metric != "cosine":
-            raise VectorIndexError(f"the Pinecone index at {self.host} uses the {stats.metric} metric; user "
+            raise StoreUnavailable(f"the Pinecone index at {self.host} uses the {stats.metric} metric; user "
                                    "similarity needs an index created with metric 'cosine'")
 
     # -- the port --------------------------------------------------------------------------------------------
