@@ -29,12 +29,13 @@ from mcp.server.mcpserver import MCPServer
 from mcp.types import ToolAnnotations
 from pydantic import BaseModel
 
-from mnky_profiles.privacy.surface import HANDLERS
+from mnky_profiles.privacy.subjects import UserId
 from mnky_profiles.server.app import build_server
 from mnky_profiles.server.gating import GatedSurface, _Call, _current
 from mnky_profiles.server.runtime import Runtime, bootstrap, settle
 from mnky_profiles.server.settings import load_settings
-from mnky_profiles.tools.arguments import Purpose, UserId
+from mnky_profiles.tools.arguments import Purpose
+from mnky_profiles.tools.profiles import get_profile as get_profile_handler
 from mnky_profiles.usecases.views import ProfileView
 
 NOOP = "noop"
@@ -76,8 +77,8 @@ def add_baselines(server: MCPServer[Any], runtime: Runtime, caller: str | None) 
     server.add_tool(noop, name=NOOP, title="No-op", description="Does nothing (benchmark baseline).",
                     structured_output=True, annotations=_annotations("No-op"))
 
-    handler = next(h for h in HANDLERS if h.kind == "tool" and h.name == "get_profile")
-    get_profile = GatedSurface(runtime, "local", caller).wrap(handler)  # the gated tool, as build_server wraps it
+    # The gated tool, as build_server wraps it.
+    get_profile = GatedSurface(runtime, "local", caller).wrap(get_profile_handler)
     recorded: list[Any] = []
 
     async def profile_replay(user_id: UserId, purpose: Purpose) -> ProfileView:

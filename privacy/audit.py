@@ -5,10 +5,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from ..domain.audit import AuditEntry, ChainedEntry
-from ..domain.ports import AuditStore
+from ..domain.audit import AuditEntry, ChainedEntry, Withholding
+from ..domain.ports import AuditStore, Clock
+from .pseudonyms import Pseudonymizer
 
 GENESIS = "0" * 64
 
@@ -27,12 +29,32 @@ def chain_hash(prev_hash: str, seq: int, entry: AuditEntry) -> str:
 
 
 class AuditLog:
-    """Appends entries in order. Several processes may share the log: a taken place means re-read and retry."""
+    """The one way into the log: ``record`` names the subject by pseudonym, stamps the time and appends in order.
 
-    def __init__(self, store: AuditStore) -> None:
+    Several processes may share the log: a taken place means re-read and retry.
+    """
+
+    def __init__(self, store: AuditStore, clock: Clock, pseudonyms: Pseudonymizer) -> None:
         self._store = store
+        self._clock = clock
+        self._pseudonyms = pseudonyms
         self._lock = asyncio.Lock()
         self._head: tuple[int, str] | None = None
+
+    async def record(self, *, caller: str, action: str, subject: str | None, purpose: str | None, outcome: str,
+                     released: Sequence[str] = (), withheld: Sequence[Withholding] = ()) -> ChainedEntry:
+        """One entry; ``subject`` is the raw user id, which never reaches the log (its pseudonym does)."""
+        return await self.append(AuditEntry(
+            at=self._clock.now(), caller=caller, action=action,
+            subject=None if subject is None else self._pseudonyms.subject(subject), purpose=purpose,
+            released=tuple(released), withheld=tuple(withheld), outcome=outcome))
+
+    def entries(self, subject: str | None = None) -> AsyncIterator[ChainedEntry]:
+        """The log in order; with ``subject`` (a raw user id) only the entries about that person."""
+        return self._store.entries(None if subject is None else self._pseudonyms.subject(subject))
+
+    async def verify(self) -> Verification:
+        return await verify(self._store, await self._store.head())
 
     async def append(self, entry: AuditEntry) -> ChainedEntry:
         async with self._lock:

@@ -32,10 +32,15 @@ class Access:
     caller: Caller
     handler: Handler
     purpose: Purpose
-    subject: str | None  # the one subject the call is about, if it is about one
-    consent: ConsentDecision | None
+    subject: str | None  # the one subject the call is about, if it is about exactly one
     now: datetime
     subjects: tuple[str, ...] = ()  # every subject it touches (a batch may touch many)
+    consents: tuple[ConsentDecision, ...] = ()  # each subject's consent to the purpose, when it needs consent
+
+    @property
+    def consented(self) -> bool:
+        """Every subject of the call consents to its purpose now (the gate refuses the call otherwise)."""
+        return len(self.consents) == len(self.subjects) and all(d.allowed for d in self.consents)
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,32 +77,36 @@ class Gate:
             raise NotPermitted(
                 f"Caller {caller.name!r} may see none of the data categories purpose {purpose.name!r} uses.",
                 f"The purpose uses: {', '.join(purpose.uses)}.")
-        subjects = handler.subjects(dict(arguments))
-        subject = arguments.get("user_id") if isinstance(arguments.get("user_id"), str) else None
+        subjects = handler.subjects(arguments)
         if caller.subject is not None and any(s != caller.subject for s in subjects):
             raise NotPermitted(f"Caller {caller.name!r} is bound to one data subject and may not reach another.")
-        if subject is not None and not purpose.individual:
+        if subjects and not purpose.individual:
             raise NotPermitted(
                 f"Purpose {purpose.name!r} is for aggregates only, never one identifiable person.",
                 "Use aggregate tools for analytics, or another purpose for this user.")
         now = self.clock.now()
-        decision = None
-        if subject is not None and purpose.needs_consent:
-            async with self.store.read() as repo:
-                consents = await repo.consents(subject)
-                # A user with no consent records at all may not exist: say which, it changes the next step.
-                if not consents.current and not consents.opt_outs and not await repo.profile_exists(subject):
-                    raise UnknownUser(subject)
-            decision = consents.decide(purpose.name, now)
-            if not decision.allowed:
-                # Why there is no consent (withdrawn, expired, ...) is consent data: only for callers who may see it.
-                why = (decision.explain(subject) if caller.may_see(cat.CONSENT)
-                       else f"User {subject!r} has not consented to {purpose.name!r}.")
-                raise ConsentRequired(
-                    why + " Nothing is released for this purpose without it.",
-                    f"Ask the user; if they agree, call record_consent(user_id, purpose={purpose.name!r}, "
-                    "granted=true, source=...). Purpose 'service' needs no consent.")
-        return Access(caller, handler, purpose, subject, decision, now, tuple(subjects))
+        decisions = [await self._consent(caller, subject, purpose, now) for subject in subjects
+                     ] if purpose.needs_consent else []
+        subject = subjects[0] if len(subjects) == 1 else None
+        return Access(caller, handler, purpose, subject, now, tuple(subjects), tuple(decisions))
+
+    async def _consent(self, caller: Caller, subject: str, purpose: Purpose, now: datetime) -> ConsentDecision:
+        """The subject's consent to ``purpose`` now; refused with what to do next when there is none."""
+        async with self.store.read() as repo:
+            consents = await repo.consents(subject)
+            # A user with no consent records at all may not exist: say which, it changes the next step.
+            if not consents.current and not consents.opt_outs and not await repo.profile_exists(subject):
+                raise UnknownUser(subject)
+        decision = consents.decide(purpose.name, now)
+        if not decision.allowed:
+            # Why there is no consent (withdrawn, expired, ...) is consent data: only for callers who may see it.
+            why = (decision.explain(subject) if caller.may_see(cat.CONSENT)
+                   else f"User {subject!r} has not consented to {purpose.name!r}.")
+            raise ConsentRequired(
+                why + " Nothing is released for this purpose without it.",
+                f"Ask the user; if they agree, call record_consent(user_id, purpose={purpose.name!r}, "
+                "granted=true, source=...). Purpose 'service' needs no consent.")
+        return decision
 
     def reason_withheld(self, access: Access, category: str) -> str | None:
         if category == "unclassified":
@@ -109,8 +118,7 @@ class Gate:
         if self.anonymization and cat.is_direct_identifier(category) and not (
                 access.caller.identifiers and access.purpose.needs_identifiers):
             return "anonymized"
-        if access.purpose.needs_consent and access.subject is not None and not (
-                access.consent and access.consent.allowed):
+        if access.purpose.needs_consent and not access.consented:
             return "consent_missing"
         return None
 

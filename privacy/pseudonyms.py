@@ -11,7 +11,8 @@ class Pseudonymizer:
         self._secret = secret
 
     def _mac(self, *parts: str) -> str:
-        message = "\x1f".join(parts).encode()
+        # surrogatepass: an id that is not valid UTF-8 (a lone surrogate in a refused call) is still named.
+        message = "\x1f".join(parts).encode("utf-8", "surrogatepass")
         return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
 
     def subject(self, user_id: str) -> str:

@@ -1,23 +1,25 @@
-"""The declared surface: every tool, resource and prompt the server exposes is declared here.
+"""How a tool, resource or prompt is declared: what the gate needs to know about it.
 
-Declaring a handler records what the gate needs (role, purpose, how to render); the server registers only
-declared handlers, each through the consent gate, so a new handler is gated without gate code of its own.
+``@tool``, ``@resource`` and ``@prompt`` turn a use-case function into a ``Handler`` (role, purpose, hints, where
+its data subjects are); nothing is registered as a side effect. The server serves exactly the handlers listed in
+``server/catalog.py``, each through the consent gate, so a new handler is gated without gate code of its own.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from ..domain.callers import Role
+from .subjects import Path, subject_paths, subjects_at
 
 Kind = Literal["tool", "resource", "prompt"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Handler:
     kind: Kind
     name: str  # tool or prompt name, or resource URI (template)
@@ -31,28 +33,18 @@ class Handler:
     destructive: bool = False
     idempotent: bool = False
     render: Callable[[BaseModel], str] | None = None  # prompts: the gated model as the prompt's text
+    paths: tuple[Path, ...] = field(init=False)  # where its arguments hold data subjects (every ``UserId``)
 
-    def subjects(self, arguments: dict[str, Any]) -> list[str]:
-        """The data subjects a call is about: its ``user_id``, or each event's in a batch."""
-        found = [arguments["user_id"]] if isinstance(arguments.get("user_id"), str) else []
-        for event in arguments.get("events") or ():
-            user_id = getattr(event, "user_id", None)
-            if isinstance(user_id, str) and user_id not in found:
-                found.append(user_id)
-        return found
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "paths", subject_paths(self.fn))
+
+    def subjects(self, arguments: Mapping[str, Any]) -> list[str]:
+        """The data subjects a call is about: every ``UserId`` in its arguments, once each."""
+        return subjects_at(arguments, self.paths)
 
     @property
     def action(self) -> str:
         return f"{self.kind}:{self.name}"
-
-
-HANDLERS: list[Handler] = []
-
-
-def _declare(handler: Handler) -> None:
-    if any(h.kind == handler.kind and h.name == handler.name for h in HANDLERS):
-        raise ValueError(f"{handler.action} is declared twice")
-    HANDLERS.append(handler)
 
 
 def _doc(fn: Callable[..., Any]) -> str:
@@ -60,25 +52,22 @@ def _doc(fn: Callable[..., Any]) -> str:
 
 
 def tool(*, title: str, role: Role = "reader", purpose: str | None = None, read_only: bool = True,
-         destructive: bool = False, idempotent: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    def declare(fn: Callable[..., Any]) -> Callable[..., Any]:
-        _declare(Handler("tool", fn.__name__, fn, title, _doc(fn), role, purpose, read_only, destructive,
-                         idempotent or read_only))
-        return fn
+         destructive: bool = False, idempotent: bool = False) -> Callable[[Callable[..., Any]], Handler]:
+    def declare(fn: Callable[..., Any]) -> Handler:
+        return Handler("tool", fn.__name__, fn, title, _doc(fn), role, purpose, read_only, destructive,
+                       idempotent or read_only)
     return declare
 
 
 def resource(uri: str, *, title: str, role: Role = "reader", purpose: str | None = None
-             ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    def declare(fn: Callable[..., Any]) -> Callable[..., Any]:
-        _declare(Handler("resource", uri, fn, title, _doc(fn), role, purpose))
-        return fn
+             ) -> Callable[[Callable[..., Any]], Handler]:
+    def declare(fn: Callable[..., Any]) -> Handler:
+        return Handler("resource", uri, fn, title, _doc(fn), role, purpose)
     return declare
 
 
 def prompt(*, title: str, render: Callable[[Any], str], role: Role = "reader", purpose: str | None = None
-           ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    def declare(fn: Callable[..., Any]) -> Callable[..., Any]:
-        _declare(Handler("prompt", fn.__name__, fn, title, _doc(fn), role, purpose, render=render))
-        return fn
+           ) -> Callable[[Callable[..., Any]], Handler]:
+    def declare(fn: Callable[..., Any]) -> Handler:
+        return Handler("prompt", fn.__name__, fn, title, _doc(fn), role, purpose, render=render)
     return declare

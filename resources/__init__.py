@@ -1,5 +1,1 @@
-"""MCP resources and prompts (the read side). Importing this package declares them all."""
-
-from . import profile, prompts, reference
-
-__all__ = ["profile", "prompts", "reference"]
+"""MCP resources and prompts (the read side). ``server/catalog.py`` lists the ones the server serves."""

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from ..privacy.subjects import UserId
 from ..privacy.surface import resource
-from ..tools.arguments import UserId
 from ..usecases.app import Scope
 from ..usecases.views import ConsentLedgerView, ProfileView
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..privacy.subjects import UserId
 from ..privacy.surface import prompt
-from ..tools.arguments import Purpose, UserId
+from ..tools.arguments import Purpose
 from ..usecases.app import Scope
 from ..usecases.views import PrivacySummaryView, ProfileView
 

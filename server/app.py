@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from mcp.server.auth.settings import AuthSettings
@@ -11,11 +12,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from .. import __version__
-from ..domain.audit import AuditEntry
 from ..domain.errors import NotPermitted
 from ..domain.purposes import PURPOSE_NAMES
-from ..privacy.surface import HANDLERS
+from ..privacy.surface import Handler
 from .auth import SCOPE, HashedTokenVerifier
+from .catalog import CATALOG
 from .gating import CallerSource, GatedSurface
 from .runtime import Runtime
 
@@ -29,22 +30,19 @@ with record_consent; never guess withheld data. Field meanings are in schema://p
 MAX_COMPLETIONS = 20
 
 
-def _load_declarations() -> None:
-    # Importing the packages declares their handlers (tools, resources, prompts) on the surface.
-    from .. import resources, tools  # noqa: F401
-
-
 def build_server(runtime: Runtime, *, caller_from: CallerSource = "local", local_caller: str | None = None,
-                 base_url: str | None = None) -> MCPServer[Any]:
-    """The MCP server over an already bootstrapped runtime.
+                 base_url: str | None = None, handlers: Sequence[Handler] = CATALOG) -> MCPServer[Any]:
+    """The MCP server over an already bootstrapped runtime, serving ``handlers`` (the catalog), each gated.
 
     ``caller_from="token"`` takes the caller from bearer tokens (streamable HTTP); ``"local"`` acts as
     ``local_caller`` (default: the settings' ``local_caller``).
     """
-    _load_declarations()
     if local_caller is not None and local_caller not in runtime.callers:
         raise ValueError(f"unknown caller {local_caller!r}")
-    surface = GatedSurface(runtime, caller_from, local_caller)
+    twice = sorted({h.action for h in handlers if sum(g.action == h.action for g in handlers) > 1})
+    if twice:
+        raise ValueError(f"declared twice: {', '.join(twice)}")
+    surface = GatedSurface(runtime, caller_from, local_caller, handlers)
     auth: dict[str, Any] = {}
     if caller_from == "token":
         base = base_url or "http://127.0.0.1:8765"
@@ -56,7 +54,7 @@ def build_server(runtime: Runtime, *, caller_from: CallerSource = "local", local
         "mnky-profiles", title="mnky-profiles", version=__version__, instructions=INSTRUCTIONS,
         middleware=[surface.middleware], **auth,
     )
-    for handler in HANDLERS:
+    for handler in handlers:
         fn = surface.wrap(handler)
         if handler.kind == "tool":
             server.add_tool(fn, name=handler.name, title=handler.title, description=handler.description,
@@ -90,14 +88,14 @@ def build_server(runtime: Runtime, *, caller_from: CallerSource = "local", local
             else:
                 async with runtime.store.read() as repo:
                     values = await repo.user_ids(prefix, MAX_COMPLETIONS + 1)
-            await runtime.audit.append(AuditEntry(
-                at=runtime.clock.now(), caller=caller.name, action="completion:user_id", subject=None,
-                purpose=None, released=("user_id[]",) if values else (), withheld=(), outcome="ok"))
+            await runtime.audit.record(caller=caller.name, action="completion:user_id", subject=None, purpose=None,
+                                       outcome="ok", released=("user_id[]",) if values else ())
             return Completion(values=values[:MAX_COMPLETIONS], has_more=len(values) > MAX_COMPLETIONS)
         return None
 
     @server.custom_route("/health", methods=["GET"])
     async def health(request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok", "version": __version__, "storage": runtime.store.dialect})
+        storage = runtime.settings.user_profiling.storage
+        return JSONResponse({"status": "ok", "version": __version__, "storage": storage})
 
     return server

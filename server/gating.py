@@ -12,7 +12,7 @@ import inspect
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -22,7 +22,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
 from mcp.types import INTERNAL_ERROR, INVALID_PARAMS, CallToolResult, TextContent
 
-from ..domain.audit import AuditEntry, Withholding
+from ..domain.audit import Withholding
 from ..domain.callers import Caller
 from ..domain.errors import DomainError, NotPermitted, StoreUnavailable
 from ..domain.purposes import PURPOSES
@@ -49,10 +49,12 @@ _current: ContextVar[_Call | None] = ContextVar("mnky_call", default=None)
 
 
 class GatedSurface:
-    def __init__(self, runtime: Runtime, caller_from: CallerSource, local_caller: str | None = None) -> None:
+    def __init__(self, runtime: Runtime, caller_from: CallerSource, local_caller: str | None = None,
+                 handlers: Sequence[Handler] = ()) -> None:
         self.runtime = runtime
         self.caller_from = caller_from
         self.local_caller = local_caller or runtime.settings.local_caller
+        self.handlers = {(h.kind, h.name): h for h in handlers}
 
     # -- who is calling --------------------------------------------------------------------------------------
     def caller(self) -> Caller:
@@ -70,20 +72,24 @@ class GatedSurface:
         return self.runtime.callers[name]
 
     # -- audit -----------------------------------------------------------------------------------------------
-    async def audit(self, caller: str, action: str, arguments: dict[str, Any], access: Access | None,
-                    outcome: str, released: list[str] | None = None,
-                    withheld: list[Withholding] | None = None) -> None:
+    async def audit(self, caller: str, action: str, handler: Handler | None, arguments: dict[str, Any],
+                    access: Access | None, outcome: str, released: Sequence[str] = (),
+                    withheld: Sequence[Withholding] = ()) -> None:
         call = _current.get()
         if call is not None:
             call.audited = True
-        user_id = access.subject if access is not None else arguments.get("user_id")
-        subject = self.runtime.pseudonyms.subject(user_id) if isinstance(user_id, str) else None
-        entry = AuditEntry(
-            at=self.runtime.clock.now(), caller=caller, action=action, subject=subject,
+        # The subjects the gate found; for a call refused before the gate, the ones its arguments hold; for a name
+        # that no declaration types (an unknown or ungated tool), its ``user_id`` argument, the only clue there is.
+        if access is not None:
+            subjects = list(access.subjects)
+        elif handler is not None:
+            subjects = handler.subjects(arguments)
+        else:
+            subjects = [arguments["user_id"]] if isinstance(arguments.get("user_id"), str) else []
+        await self.runtime.audit.record(
+            caller=caller, action=action, subject=subjects[0] if len(subjects) == 1 else None,
             purpose=access.purpose.name if access is not None else _purpose_arg(arguments),
-            released=tuple(released or ()), withheld=tuple(withheld or ()), outcome=outcome,
-        )
-        await self.runtime.audit.append(entry)
+            outcome=outcome, released=released, withheld=withheld)
 
     # -- the wrapper -----------------------------------------------------------------------------------------
     def wrap(self, handler: Handler) -> Callable[..., Any]:
@@ -99,17 +105,18 @@ class GatedSurface:
                 result = await handler.fn(Scope(runtime.usecases, access), **arguments)
                 release = runtime.gate.release(access, result)
             except DomainError as exc:
-                await self.audit(caller_name, handler.action, arguments, access, f"error:{exc.code}")
+                await self.audit(caller_name, handler.action, handler, arguments, access, f"error:{exc.code}")
                 raise _error(handler, str(exc)) from None
             except StoreUnavailable as exc:
                 log.error("backend failure in %s: %s", handler.action, exc)
-                await _audit_quietly(self, caller_name, handler.action, arguments, access, "error:storage")
+                await _audit_quietly(self, caller_name, handler.action, handler, arguments, access, "error:storage")
                 raise _error(handler, "The profile store or an index it needs is unavailable right now; retry shortly.",
                              INTERNAL_ERROR) from None
             except Exception:
-                await _audit_quietly(self, caller_name, handler.action, arguments, access, "error:internal")
+                await _audit_quietly(self, caller_name, handler.action, handler, arguments, access, "error:internal")
                 raise
-            await self.audit(caller_name, handler.action, arguments, access, "ok", release.released, release.withheld)
+            await self.audit(caller_name, handler.action, handler, arguments, access, "ok", release.released,
+                             release.withheld)
             out = release.result
             if handler.kind == "resource":
                 return out.model_dump_json(exclude_none=True)
@@ -170,7 +177,8 @@ class GatedSurface:
             caller = self.caller().name
         except NotPermitted:
             caller = "unknown"
-        await _audit_quietly(self, caller, f"{kind}:{_audited_target(ctx, kind)}",
+        handler = self.handlers.get((kind, _target(ctx)))
+        await _audit_quietly(self, caller, f"{kind}:{_audited_target(ctx, kind)}", handler,
                              arguments if isinstance(arguments, dict) else {}, None, outcome)
 
 
@@ -207,9 +215,9 @@ def _error(handler: Handler, message: str, code: int = INVALID_PARAMS) -> Except
     return MCPError(code, message)
 
 
-async def _audit_quietly(surface: GatedSurface, caller: str, action: str, arguments: dict[str, Any],
-                         access: Access | None, outcome: str) -> None:
+async def _audit_quietly(surface: GatedSurface, caller: str, action: str, handler: Handler | None,
+                         arguments: dict[str, Any], access: Access | None, outcome: str) -> None:
     try:
-        await surface.audit(caller, action, arguments, access, outcome)
+        await surface.audit(caller, action, handler, arguments, access, outcome)
     except Exception:  # the original failure matters more than a failed audit of it
         log.exception("could not audit %s", action)

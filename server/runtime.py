@@ -139,6 +139,6 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> Runtime:
     return Runtime(
         settings=settings, store=store, clock=clock,
         gate=Gate(store, clock, profiling.anonymization), usecases=usecases,
-        audit=AuditLog(store), pseudonyms=pseudonyms, callers=callers_from(settings),
+        audit=AuditLog(store, clock, pseudonyms), pseudonyms=pseudonyms, callers=callers_from(settings),
         embedder=embedder, index=index,
     )

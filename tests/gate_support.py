@@ -18,8 +18,6 @@ import sqlalchemy as sa
 from mcp import Client
 from pydantic import BaseModel
 
-import mnky_profiles.resources
-import mnky_profiles.tools  # noqa: F401  (importing the packages declares the whole surface)
 from mnky_profiles.domain.audit import AuditEntry
 from mnky_profiles.domain.callers import Caller
 from mnky_profiles.domain.catalog import Item
@@ -29,7 +27,8 @@ from mnky_profiles.domain.fields import FIELDS
 from mnky_profiles.domain.profiles import Attribute
 from mnky_profiles.domain.purposes import PURPOSES, Purpose
 from mnky_profiles.privacy.disclosure import category_of
-from mnky_profiles.privacy.surface import HANDLERS, Handler
+from mnky_profiles.privacy.surface import Handler
+from mnky_profiles.server.catalog import CATALOG
 from mnky_profiles.server.runtime import Runtime, callers_from
 from mnky_profiles.server.settings import load_settings
 from mnky_profiles.store.sql import schema
@@ -188,7 +187,7 @@ async def seed_marked_user(runtime: Runtime, user_id: str, token: str, consents:
 
 # -- result models and their output ------------------------------------------------------------------------------
 def declared(kind: str, name: str) -> Handler:
-    return next(h for h in HANDLERS if h.kind == kind and h.name == name)
+    return next(h for h in CATALOG if h.kind == kind and h.name == name)
 
 
 def result_model(handler: Handler) -> type[BaseModel]:

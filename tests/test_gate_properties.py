@@ -25,7 +25,7 @@ from mcp.shared.exceptions import MCPError
 
 from mnky_profiles.domain.fields import SECTIONS
 from mnky_profiles.domain.purposes import CONSENT_PURPOSES, PURPOSE_NAMES, PURPOSES
-from mnky_profiles.privacy.surface import HANDLERS
+from mnky_profiles.server.catalog import CATALOG
 
 from .conftest import ERAS, FakeClock, World, open_world
 from .gate_support import (
@@ -61,7 +61,7 @@ PROFILE_VIEWS = {"get_profile", "profile://{user_id}", "personalize"}
 CONTRACT_TOOLS = {"get_profile", "update_profile", "record_event", "record_events", "check_consent", "record_consent"}
 # Read tools added beside the contract that take (user_id, purpose): the same property holds for them.
 OTHER_READS = sorted(
-    h.name for h in HANDLERS if h.kind == "tool" and h.read_only and h.name not in CONTRACT_TOOLS
+    h.name for h in CATALOG if h.kind == "tool" and h.read_only and h.name not in CONTRACT_TOOLS
     and {"user_id", "purpose"} <= set(inspect.signature(h.fn).parameters)
     and all(p.default is not p.empty for n, p in inspect.signature(h.fn).parameters.items()
             if n not in {"scope", "user_id", "purpose"}))

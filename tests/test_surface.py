@@ -1,27 +1,35 @@
 """The MCP surface keeps its contract, and nothing on it escapes the consent gate.
 
-Every registered tool is described, titled, hinted and typed; every result model classifies its fields; every
-registered tool, resource and prompt is proven gated by calling it as a caller that lacks permission; a tool
-declared later is gated without gate code of its own; a handler registered around the gate is refused.
+The catalog lists every declared handler; every registered tool is described, titled, hinted and typed; every
+result model classifies its fields; every registered tool, resource and prompt is proven gated by calling it as a
+caller that lacks permission; a tool declared later is gated without gate code of its own, its data subjects
+found by type wherever they sit in its arguments; a handler registered around the gate is refused.
 """
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import re
-from typing import Any
+from collections.abc import Iterator
+from typing import Annotated, Any, get_args, get_origin, get_type_hints
 
 import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp.types import PromptReference, ResourceTemplateReference
-from pydantic import Field
+from pydantic import BaseModel, Field
 
+import mnky_profiles.resources
+import mnky_profiles.tools
 from mnky_profiles.domain import categories as cat
 from mnky_profiles.domain.purposes import PURPOSE_NAMES
 from mnky_profiles.privacy.disclosure import CATEGORY_KEY, GatedResult, check_model, disclosed, operational
-from mnky_profiles.privacy.surface import HANDLERS, tool
+from mnky_profiles.privacy.subjects import UserId, paths_in
+from mnky_profiles.privacy.surface import Handler, tool
 from mnky_profiles.server.app import build_server
-from mnky_profiles.tools.arguments import Purpose, UserId
+from mnky_profiles.server.catalog import CATALOG
+from mnky_profiles.tools.arguments import Purpose
 from mnky_profiles.usecases.app import Scope
 
 from .conftest import FakeClock, World, open_world
@@ -121,13 +129,13 @@ async def test_the_public_contract_is_registered(surface: World) -> None:
         prompts = {p.name for p in (await c.list_prompts()).prompts}
     assert TOOLS.issubset(tools) and RESOURCES.issubset(resources) and PROMPTS.issubset(prompts)
     # What is registered is exactly what is declared: nothing reached the server beside the declared surface.
-    assert tools == {h.name for h in HANDLERS if h.kind == "tool"}
-    assert resources == {h.name for h in HANDLERS if h.kind == "resource"}
-    assert prompts == {h.name for h in HANDLERS if h.kind == "prompt"}
+    assert tools == {h.name for h in CATALOG if h.kind == "tool"}
+    assert resources == {h.name for h in CATALOG if h.kind == "resource"}
+    assert prompts == {h.name for h in CATALOG if h.kind == "prompt"}
 
 
 async def test_every_tool_is_described_titled_hinted_and_typed(surface: World) -> None:
-    declared = {h.name: h for h in HANDLERS if h.kind == "tool"}
+    declared = {h.name: h for h in CATALOG if h.kind == "tool"}
     async with connect(surface.server("privacy-officer")) as c:
         listed = (await c.list_tools()).tools
     for t in listed:
@@ -168,8 +176,8 @@ async def test_read_only_tools_write_nothing(surface: World) -> None:
 
 
 def test_every_result_model_classifies_every_field() -> None:
-    assert (TOOLS | PROMPTS).issubset(h.name for h in HANDLERS)
-    for handler in HANDLERS:
+    assert (TOOLS | PROMPTS).issubset(h.name for h in CATALOG)
+    for handler in CATALOG:
         assert check_model(result_model(handler)) == [], handler.action
 
 
@@ -218,24 +226,21 @@ async def probe_whereabouts(scope: Scope, user_id: UserId, purpose: Purpose) -> 
 
 
 async def test_a_new_tool_is_gated_without_gate_code(tmp_path: Any, clock: FakeClock) -> None:
-    count = len(HANDLERS)
-    tool(title="Probe whereabouts")(probe_whereabouts)
-    try:
-        assert check_model(ProbeView) == ["ProbeView.note has no data category"]
-        async with open_world("sqlite", tmp_path, clock, callers=CALLERS, local_caller="privacy-officer") as world:
-            async with connect(world.server("privacy-officer")) as c:
-                await c.call_tool("update_profile", {"user_id": "ana", "create": True,
-                                                     "attributes": {"display_name": "Ana"}})
-                await c.call_tool("record_consent", {"user_id": "ana", "purpose": "personalization",
-                                                     "granted": True, "source": "test"})
-            async with connect(world.server("shopping-assistant")) as c:
-                listed = {t.name: t for t in (await c.list_tools()).tools}
-                assert listed["probe_whereabouts"].output_schema is not None
-                result = await c.call_tool("probe_whereabouts", {"user_id": "ana", "purpose": "personalization"})
-                refused = await c.call_tool("probe_whereabouts", {"user_id": "ana", "purpose": "marketing"})
-            entries = [e.entry async for e in world.runtime.store.entries()][-2:]
-    finally:
-        del HANDLERS[count:]
+    probe = tool(title="Probe whereabouts")(probe_whereabouts)
+    assert check_model(ProbeView) == ["ProbeView.note has no data category"]
+    async with open_world("sqlite", tmp_path, clock, callers=CALLERS, local_caller="privacy-officer") as world:
+        async with connect(world.server("privacy-officer")) as c:
+            await c.call_tool("update_profile", {"user_id": "ana", "create": True,
+                                                 "attributes": {"display_name": "Ana"}})
+            await c.call_tool("record_consent", {"user_id": "ana", "purpose": "personalization",
+                                                 "granted": True, "source": "test"})
+        server = build_server(world.runtime, local_caller="shopping-assistant", handlers=(*CATALOG, probe))
+        async with connect(server) as c:
+            listed = {t.name: t for t in (await c.list_tools()).tools}
+            assert listed["probe_whereabouts"].output_schema is not None
+            result = await c.call_tool("probe_whereabouts", {"user_id": "ana", "purpose": "personalization"})
+            refused = await c.call_tool("probe_whereabouts", {"user_id": "ana", "purpose": "marketing"})
+        entries = [e.entry async for e in world.runtime.audit.entries()][-2:]
     assert not result.is_error
     view = result.structured_content
     assert view["country"] == "country-marker"
@@ -249,7 +254,152 @@ async def test_a_new_tool_is_gated_without_gate_code(tmp_path: Any, clock: FakeC
     assert {(w.field, w.reason) for w in ok.withheld} == {(w["field"], w["reason"]) for w in view["withheld"]}
     assert refused.is_error and "may not act for purpose 'marketing'" in refused.content[0].text
     assert (no.action, no.outcome) == ("tool:probe_whereabouts", "error:not_permitted")
-    assert "probe_whereabouts" not in {h.name for h in HANDLERS}
+    assert "probe_whereabouts" not in {h.name for h in CATALOG}
+
+
+# -- data subjects are found by type ------------------------------------------------------------------------------
+class Order(BaseModel):
+    customer: UserId
+    gift_for: UserId | None = None
+
+
+class OrdersView(GatedResult):
+    orders: int = operational("How many orders were given.")
+
+
+async def probe_orders(scope: Scope, purpose: Purpose, orders: list[Order],
+                       referred_by: Annotated[UserId | None, Field(description="Who referred them.")] = None,
+                       tags: dict[str, list[UserId]] | None = None) -> OrdersView:
+    """Orders of several customers (declared by a test): no argument is called user_id."""
+    return OrdersView(orders=len(orders))
+
+
+def test_subject_paths_follow_models_lists_and_mappings() -> None:
+    probe = tool(title="Probe orders")(probe_orders)
+    assert probe.paths == (("orders", "[]", "customer"), ("orders", "[]", "gift_for"), ("referred_by",),
+                           ("tags", "{values}", "[]"))
+    assert list(paths_in(dict[UserId, int], ("x",))) == [("x", "{keys}")]
+    arguments = {"orders": [Order(customer="ana", gift_for="bob"), {"customer": "andre"}],
+                 "referred_by": "bob", "tags": {"vip": ["cleo", "ana"]}}
+    assert probe.subjects(arguments) == ["ana", "andre", "bob", "cleo"]
+    assert probe.subjects({"orders": "not a list", "tags": None}) == []
+
+
+async def test_subjects_named_otherwise_are_bound_and_consent_checked(surface: World) -> None:
+    probe = tool(title="Probe orders")(probe_orders)
+    runtime = surface.runtime
+    async with connect(surface.server("privacy-officer")) as c:
+        await c.call_tool("record_consent", {"user_id": "ana", "purpose": "personalization", "granted": True,
+                                             "source": "test"})
+    bound = build_server(runtime, local_caller="bound", handlers=(*CATALOG, probe))
+    officer = build_server(runtime, local_caller="privacy-officer", handlers=(*CATALOG, probe))
+    async with connect(bound) as c:
+        for arguments in ({"orders": [{"customer": "ana"}, {"customer": "bob"}]},
+                          {"orders": [{"customer": "ana", "gift_for": "bob"}]},
+                          {"orders": [{"customer": "ana"}], "referred_by": "bob"},
+                          {"orders": [{"customer": "ana"}], "tags": {"x": ["bob"]}}):
+            refused = await c.call_tool("probe_orders", {"purpose": "service", **arguments})
+            assert refused.is_error and "bound to one data subject" in refused.content[0].text, arguments
+        assert not (await c.call_tool("probe_orders", {"purpose": "service",
+                                                       "orders": [{"customer": "ana"}]})).is_error
+    assert (await newest_entry(runtime)).subject == runtime.pseudonyms.subject("ana")
+    async with connect(officer) as c:
+        refused = await c.call_tool("probe_orders", {"purpose": "personalization",
+                                                     "orders": [{"customer": "ana"}, {"customer": "bob"}]})
+        assert refused.is_error and "'bob' has no consent record" in refused.content[0].text
+        entry = await newest_entry(runtime)
+        assert (entry.outcome, entry.subject) == ("error:consent_required", None)  # two subjects: none named
+        unknown = await c.call_tool("probe_orders", {"purpose": "personalization",
+                                                     "orders": [{"customer": "ana"}, {"customer": "nobody-x"}]})
+        assert unknown.is_error and "No profile exists for user_id 'nobody-x'" in unknown.content[0].text
+        assert not (await c.call_tool("probe_orders", {"purpose": "personalization",
+                                                       "orders": [{"customer": "ana"}]})).is_error
+
+
+# -- the meta-test: no handler takes a user id the gate does not see ----------------------------------------------
+USER_ID_NAME = re.compile(r"(^|_)(user|subject|customer|member|person|people|account|client|recipient)s?"
+                          r"(_?ids?)?$")
+
+
+def leaves(annotation: Any, path: tuple[str, ...], seen: frozenset[type] = frozenset()
+           ) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """Every named place in a type that holds a value (models walked field by field, containers item by item)."""
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Annotated:
+        yield path, annotation
+        yield from leaves(args[0], path, seen)
+    elif origin is not None:
+        for arg in args:
+            yield from leaves(arg, path, seen)
+    elif isinstance(annotation, type) and issubclass(annotation, BaseModel) and annotation not in seen:
+        hints = get_type_hints(annotation, include_extras=True)
+        for name in annotation.model_fields:
+            yield from leaves(hints[name], (*path, name), seen | {annotation})
+    else:
+        yield path, annotation
+
+
+def unseen_user_ids(handler: Handler) -> list[str]:
+    """Parameters and fields that look like a user id by name or description but are not ``UserId``."""
+    seen = {tuple(step for step in p if not step.startswith(("[", "{"))) for p in handler.paths}
+    hints = get_type_hints(handler.fn, include_extras=True)
+    found = set()
+    for name in list(hints)[1:]:
+        if name == "return":
+            continue
+        for path, annotation in leaves(hints[name], (name,)):
+            metadata = getattr(annotation, "__metadata__", ())
+            described = " ".join(str(getattr(m, "description", "") or "") for m in metadata)
+            if (USER_ID_NAME.search(path[-1]) or re.search(r"\b(user|customer|person)('s)? id\b", described, re.I)
+                    ) and path not in seen:
+                found.add(".".join(path))
+    return sorted(found)
+
+
+def test_no_declared_handler_takes_a_user_id_the_gate_does_not_see() -> None:
+    assert {h.name for h in CATALOG if h.paths} >= TOOLS | PROMPTS | {"profile://{user_id}", "consent://{user_id}"}
+    problems = {h.action: unseen_user_ids(h) for h in CATALOG}
+    assert not {k: v for k, v in problems.items() if v}, problems
+
+
+class Loose(BaseModel):
+    member: str
+
+
+async def probe_loose(scope: Scope, purpose: Purpose, customer_id: str, items: list[Loose],
+                      other: Annotated[str, Field(description="The customer id to compare with.")]) -> OrdersView:
+    """A handler that takes user ids as plain strings (declared by a test)."""
+    return OrdersView(orders=0)
+
+
+def test_the_meta_test_catches_user_ids_that_are_plain_strings() -> None:
+    loose = tool(title="Probe loose")(probe_loose)
+    assert loose.paths == ()
+    assert unseen_user_ids(loose) == ["customer_id", "items.member", "other"]
+    assert unseen_user_ids(tool(title="Probe orders")(probe_orders)) == []
+
+
+# -- the catalog ----------------------------------------------------------------------------------------------------
+def declared_handlers() -> list[Handler]:
+    """Every handler declared in a module of tools/ or resources/."""
+    found: dict[int, Handler] = {}
+    for package in (mnky_profiles.tools, mnky_profiles.resources):
+        for info in pkgutil.iter_modules(package.__path__):
+            module = importlib.import_module(f"{package.__name__}.{info.name}")
+            found |= {id(v): v for v in vars(module).values() if isinstance(v, Handler)}
+    return list(found.values())
+
+
+async def test_the_catalog_lists_every_declared_handler_once(surface: World) -> None:
+    from mnky_profiles.tools.profiles import get_profile
+
+    declared = declared_handlers()
+    assert len(declared) >= len(TOOLS | RESOURCES | PROMPTS)
+    missing = sorted(h.action for h in declared if not any(h is c for c in CATALOG))
+    assert not missing, f"declared but not in server/catalog.py, so never served: {missing}"
+    assert len({h.action for h in CATALOG}) == len(CATALOG)
+    with pytest.raises(ValueError, match="declared twice: tool:get_profile"):
+        build_server(surface.runtime, handlers=(*CATALOG, get_profile))
 
 
 async def test_handlers_registered_around_the_gate_are_refused_and_audited(surface: World) -> None:

@@ -537,24 +537,24 @@ async def test_the_server_finds_similar_users_on_pinecone_and_a_failing_service_
     fake, server = pinecone_fake
     settings = {"user_profiling": {"vector_store": "pinecone"}, "hashing": {"dim": DIM},
                 "pinecone": {"host": server.url, "api_key": "test-key", "namespace": f"ns-{uuid.uuid4().hex[:8]}"}}
-    async with open_world("sqlite", tmp_path, FakeClock(), **settings) as world:
-        async with connect(world.server("privacy-officer")) as c:
-            for user in ("fan-1", "fan-2"):
-                await c.call_tool("update_profile", {"user_id": user, "create": True,
-                                                     "attributes": {"language": "en"}})
-                await c.call_tool("record_consent", {"user_id": user, "purpose": "profiling", "granted": True,
-                                                     "source": "test"})
-                await c.call_tool("record_event", {"user_id": user, "event_type": "purchase",
-                                                   "item_id": "candle-lavender"})
-            found = await c.call_tool("find_similar_users", {"user_id": "fan-1", "purpose": "profiling"})
-            assert not found.is_error and len(found.structured_content["neighbours"]) == 1
-            before = await snapshot(world.runtime)
-            fake.fail_status = 503
-            try:
-                failed = await c.call_tool("find_similar_users", {"user_id": "fan-1", "purpose": "profiling"})
-            finally:
-                fake.fail_status = None
-            assert failed.is_error and "retry shortly" in failed.content[0].text
-            assert "503" not in failed.content[0].text  # the backend's detail is for the log, not the agent
-            assert (await newest_entry(world.runtime)).outcome == "error:storage"
-            assert await snapshot(world.runtime) == before
+    async with open_world("sqlite", tmp_path, FakeClock(), **settings) as world, \
+            connect(world.server("privacy-officer")) as c:
+        for user in ("fan-1", "fan-2"):
+            await c.call_tool("update_profile", {"user_id": user, "create": True,
+                                                 "attributes": {"language": "en"}})
+            await c.call_tool("record_consent", {"user_id": user, "purpose": "profiling", "granted": True,
+                                                 "source": "test"})
+            await c.call_tool("record_event", {"user_id": user, "event_type": "purchase",
+                                               "item_id": "candle-lavender"})
+        found = await c.call_tool("find_similar_users", {"user_id": "fan-1", "purpose": "profiling"})
+        assert not found.is_error and len(found.structured_content["neighbours"]) == 1
+        before = await snapshot(world.runtime)
+        fake.fail_status = 503
+        try:
+            failed = await c.call_tool("find_similar_users", {"user_id": "fan-1", "purpose": "profiling"})
+        finally:
+            fake.fail_status = None
+        assert failed.is_error and "retry shortly" in failed.content[0].text
+        assert "503" not in failed.content[0].text  # the backend's detail is for the log, not the agent
+        assert (await newest_entry(world.runtime)).outcome == "error:storage"
+        assert await snapshot(world.runtime) == before

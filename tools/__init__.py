@@ -1,5 +1,1 @@
-"""MCP tools: thin translators, one use case each. Importing this package declares them all."""
-
-from . import consent, events, learning, profiles
-
-__all__ = ["consent", "events", "learning", "profiles"]
+"""MCP tools: thin translators, one use case each. ``server/catalog.py`` lists the ones the server serves."""

@@ -1,4 +1,5 @@
-"""Argument types shared by tools, resources and prompts; the signature is the schema."""
+"""Argument types shared by tools, resources and prompts; the signature is the schema. A user id is
+``privacy.subjects.UserId``: the gate finds data subjects by that type."""
 
 from __future__ import annotations
 
@@ -9,8 +10,6 @@ from pydantic import Field
 from ..domain.events import EVENT_TYPES
 from ..domain.purposes import PURPOSE_NAMES
 
-UserId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$",
-                              description="The brand's id for the user.")]
 PurposeName = Literal[PURPOSE_NAMES]  # type: ignore[valid-type]
 Purpose = Annotated[PurposeName, Field(description="Why the data is needed; see policy://purposes.")]
 EventType = Literal[tuple(EVENT_TYPES)]  # type: ignore[valid-type]

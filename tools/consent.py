@@ -6,10 +6,11 @@ from typing import Annotated
 
 from pydantic import Field
 
+from ..privacy.subjects import UserId
 from ..privacy.surface import tool
 from ..usecases.app import Scope
 from ..usecases.views import ConsentView
-from .arguments import Purpose, Timestamp, UserId
+from .arguments import Purpose, Timestamp
 
 
 @tool(title="Check consent", purpose="service")

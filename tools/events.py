@@ -6,11 +6,12 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
+from ..privacy.subjects import UserId
 from ..privacy.surface import tool
 from ..usecases.app import Scope
 from ..usecases.events import MAX_BATCH, EventInput
 from ..usecases.views import EventsRecorded
-from .arguments import EventType, Timestamp, UserId
+from .arguments import EventType, Timestamp
 
 ItemId = Annotated[str | None, Field(max_length=128, description="The catalog item, for item events.")]
 Properties = Annotated[dict[str, Any] | None, Field(

@@ -6,10 +6,11 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from ..privacy.subjects import UserId
 from ..privacy.surface import tool
 from ..usecases.app import Scope
 from ..usecases.views import PreferencesView, RecommendationsView, SimilarUsersView
-from .arguments import Purpose, UserId
+from .arguments import Purpose
 
 Limit = Annotated[int, Field(ge=1, le=100, description="How many to return (1 to 100).")]
 

@@ -6,10 +6,11 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from ..privacy.subjects import UserId
 from ..privacy.surface import tool
 from ..usecases.app import Scope
 from ..usecases.views import ProfileUpdate, ProfileView, Section
-from .arguments import Purpose, UserId
+from .arguments import Purpose
 
 
 @tool(title="Get profile")
