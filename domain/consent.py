@@ -1,7 +1,12 @@
-"""The consent ledger's rules. No record means no consent; an expired grant is no consent."""
+"""The consent ledger's rules, in one place. No record means no consent; an expired grant is no consent.
+
+``fold`` reads a subject's history into what decides; ``decide`` decides one purpose at one time. Storage may
+select consenting users in its own language (SQL); a property test holds that selection to ``decide``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
@@ -80,3 +85,19 @@ class SubjectConsents:
 
     def decide(self, purpose: str, now: datetime) -> ConsentDecision:
         return decide(purpose, self.current, self.opt_outs, now)
+
+
+def fold(user_id: str, history: Iterable[ConsentRecord]) -> SubjectConsents:
+    """From the oldest-first history: the latest ordinary record per purpose, and the sale opt-outs still standing
+    (a record from an opt-out source stands, whatever its purpose, until that source records a grant)."""
+    current: dict[str, ConsentRecord] = {}
+    opt_outs: dict[str, ConsentRecord] = {}
+    for record in history:
+        if record.source in SALE_OPT_OUT_SOURCES:
+            if record.state == "granted":
+                opt_outs.pop(record.source, None)
+            else:
+                opt_outs[record.source] = record
+        else:
+            current[record.purpose] = record
+    return SubjectConsents(user_id, current, tuple(opt_outs.values()))

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from mnky_profiles.domain.consent import SALE_OPT_OUT_SOURCES
+from mnky_profiles.domain.consent import SALE_OPT_OUT_SOURCES, fold
 from mnky_profiles.domain.errors import Conflict
 from mnky_profiles.domain.profiles import check_source, coerce_value
 from mnky_profiles.domain.purposes import CONSENT_PURPOSES
@@ -30,7 +30,6 @@ from mnky_profiles.examples.demo import (
     load_demo,
 )
 from mnky_profiles.store.sql import schema as t
-from mnky_profiles.store.sql.repositories import fold_consents
 from mnky_profiles.store.sql.store import SQLStore
 from mnky_profiles.usecases.events import EventInput, validate
 
@@ -155,7 +154,7 @@ def test_consent_is_mixed() -> None:
     reasons: Counter[str] = Counter()
     sources: Counter[str] = Counter()
     for user in POPULATION:
-        ledger = fold_consents(user.user_id, user.consents)
+        ledger = fold(user.user_id, user.consents)
         sources.update(c.source for c in user.consents)
         for purpose in CONSENT_PURPOSES:
             decision = ledger.decide(purpose, NOW)
@@ -180,7 +179,7 @@ def test_mood_check_ins_only_while_wellbeing_is_granted() -> None:
         checked_in += 1
         history = [c for c in user.consents if c.purpose == "wellbeing"]
         for at in moods:
-            current = fold_consents(user.user_id, [c for c in history if c.recorded_at <= at])
+            current = fold(user.user_id, [c for c in history if c.recorded_at <= at])
             assert current.decide("wellbeing", at).allowed, (user.user_id, at)
     assert checked_in > 0
 
@@ -285,7 +284,7 @@ async def test_the_loaded_demo_serves_through_mcp(backend: str, tmp_path: Path, 
         users = list(generate_population(80, 7, clock.now(), CATALOG))
 
         def allowed(user: DemoUser, purpose: str) -> bool:
-            return fold_consents(user.user_id, user.consents).decide(purpose, clock.now()).allowed
+            return fold(user.user_id, user.consents).decide(purpose, clock.now()).allowed
 
         def explicit_likes(user: DemoUser) -> Any:
             return next((a.value for a in user.attributes if a.field == "likes" and a.source == "explicit"), None)

@@ -3,6 +3,7 @@ against SQLite and PostgreSQL. Whatever one database does, the other must do the
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import closing
@@ -12,15 +13,18 @@ from pathlib import Path
 import anyio
 import pytest
 import sqlalchemy as sa
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy.exc import SQLAlchemyError
 
 from mnky_profiles.domain.audit import AuditEntry, ChainedEntry, Withholding
 from mnky_profiles.domain.catalog import Item
-from mnky_profiles.domain.consent import ConsentRecord, ConsentState
+from mnky_profiles.domain.consent import SALE_OPT_OUT_SOURCES, ConsentRecord, ConsentState, fold
 from mnky_profiles.domain.errors import Conflict, DomainError
 from mnky_profiles.domain.events import Event
 from mnky_profiles.domain.preferences import Preference
 from mnky_profiles.domain.profiles import Attribute
+from mnky_profiles.domain.purposes import PURPOSE_NAMES
 from mnky_profiles.store.sql import schema
 from mnky_profiles.store.sql.database import SQLiteDatabase
 from mnky_profiles.store.sql.store import SQLStore
@@ -474,6 +478,50 @@ async def test_consenting_picks_latest_unexpired_grants_among_the_given_users(st
         assert await repo.consenting("profiling", now, ["e", "a", "b", "c", "d", "nobody"]) == ["a", "e"]
         assert await repo.consenting("profiling", now, ["b"]) == []
         assert await repo.consenting("profiling", T0 + timedelta(minutes=30), ["c"]) == ["c"]  # before expiry
+
+
+SOURCES = ("chat", "web:form", *SALE_OPT_OUT_SOURCES)
+_examples = itertools.count()
+
+
+@st.composite
+def consent_histories(draw: st.DrawFn) -> tuple[list[tuple[int, str, ConsentState, str, int | None]], int]:
+    """Records (user, purpose, state, source, expiry in hours from T0) in the order they are made, and a clock in
+    hours from T0. Purposes include the contract one; sources the sale opt-out signals."""
+    # Weighted so that the interplay that matters (an opt-out beside a marketing grant, a lapsing grant) is common.
+    purposes = [*PURPOSE_NAMES, "marketing", "marketing", "profiling"]
+    record = st.tuples(st.integers(0, 2), st.sampled_from(purposes),
+                       st.sampled_from(("granted", "granted", "denied", "withdrawn")), st.sampled_from(SOURCES),
+                       st.none() | st.integers(-6, 30))
+    return draw(st.lists(record, max_size=24)), draw(st.integers(-2, 30))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(example=consent_histories())
+async def test_the_sql_selection_of_consenting_users_is_the_domain_rule(
+        store: SQLStore, example: tuple[list[tuple[int, str, ConsentState, str, int | None]], int]) -> None:
+    records, hours = example
+    n = next(_examples)
+    users = [f"h{n}-{i}" for i in range(3)]
+    await make_profiles(store, *users)
+    history: dict[str, list[ConsentRecord]] = {u: [] for u in users}
+    for minute, (who, purpose, state, source, expiry) in enumerate(records):
+        expires = None if expiry is None else T0 + timedelta(hours=expiry)
+        history[users[who]].append(consent(purpose, state, source, minute, users[who], expires_at=expires))
+    async with store.write() as repo:
+        for minute in range(len(records)):  # in the order they were made: ids follow it
+            for user in users:
+                for r in history[user]:
+                    if r.recorded_at == T0 + timedelta(minutes=minute):
+                        await repo.add_consent(r)
+    now = T0 + timedelta(hours=hours)
+    asked = [*users, f"h{n}-nobody"]
+    async with store.read() as repo:
+        for purpose in PURPOSE_NAMES:
+            expected = sorted(u for u in asked if fold(u, history.get(u, [])).decide(purpose, now).allowed)
+            assert await repo.consenting(purpose, now, asked) == expected, (purpose, records, hours)
+            assert (await repo.consents(users[0])).decide(purpose, now) == fold(
+                users[0], history[users[0]]).decide(purpose, now)
 
 
 async def test_preferences_reads_full_partial_and_lean(store: SQLStore) -> None:

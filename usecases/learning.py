@@ -39,7 +39,6 @@ log = logging.getLogger("mnky_profiles.learning")
 
 PROFILING = "profiling"
 PAGE = 2000
-FEW = 8
 
 
 @dataclass
@@ -174,10 +173,7 @@ class Learner:
         now = self.clock.now()
         async with self.store.read() as repo:
             prefs = await repo.attribute_weights_of(users)
-            if len(users) <= FEW:  # a realtime call: one indexed read per user beats the grouped query
-                consenting = {u for u in users if (await repo.consents(u)).decide(PROFILING, now).allowed}
-            else:
-                consenting = set(await repo.consenting(PROFILING, now, users))
+            consenting = set(await repo.consenting(PROFILING, now, users))
         states = {u: await self.vector_of(prefs[u]) for u in users}
         async with self.store.write() as repo:
             for user_id, state in states.items():

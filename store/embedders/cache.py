@@ -11,9 +11,7 @@ import sqlalchemy as sa
 
 from ..sql import schema as t
 from ..sql.database import Database
-from ..sql.repositories import insert_for
-
-_CHUNK = 500  # keeps IN lists and multi-row inserts well inside every driver's parameter limit
+from ..sql.repositories import IN_LIST, chunks, insert_for
 
 
 def text_digest(text: str) -> str:
@@ -48,14 +46,12 @@ class SQLEmbeddingCache:
 
     async def get_many(self, model: str, texts: Sequence[str]) -> dict[str, np.ndarray]:
         by_digest = {text_digest(text): text for text in texts}
-        digests = sorted(by_digest)
         found: dict[str, np.ndarray] = {}
         async with self.db.read() as conn:
-            for i in range(0, len(digests), _CHUNK):
+            for chunk in chunks(by_digest):
                 stmt = (sa.select(t.embedding_cache.c.text_sha256, t.embedding_cache.c.dim,
                                   t.embedding_cache.c.vector)
-                        .where(t.embedding_cache.c.model == model,
-                               t.embedding_cache.c.text_sha256.in_(digests[i:i + _CHUNK])))
+                        .where(t.embedding_cache.c.model == model, t.embedding_cache.c.text_sha256.in_(chunk)))
                 for digest, dim, blob in (await conn.execute(stmt)).all():
                     vector = np.frombuffer(bytes(blob), dtype="<f4")
                     if len(vector) == dim:  # a torn or foreign row is a miss, not a wrong vector
@@ -69,5 +65,5 @@ class SQLEmbeddingCache:
             # Another process may have stored the same text meanwhile: same model, same vector, keep theirs.
             stmt = insert_for(conn.dialect, t.embedding_cache).on_conflict_do_nothing(
                 index_elements=["model", "text_sha256"])
-            for i in range(0, len(rows), _CHUNK):
-                await conn.execute(stmt, rows[i:i + _CHUNK])
+            for i in range(0, len(rows), IN_LIST):  # multi-row inserts of the same bounded size
+                await conn.execute(stmt, rows[i:i + IN_LIST])

@@ -3,36 +3,63 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ...domain.catalog import Item
-from ...domain.consent import SALE_OPT_OUT_SOURCES, ConsentRecord, SubjectConsents
+from ...domain.consent import SALE_OPT_OUT_SOURCES, ConsentRecord, SubjectConsents, fold
 from ...domain.events import Event
 from ...domain.preferences import ITEM_FACET, Preference, StoredVector
 from ...domain.profiles import Attribute
+from ...domain.purposes import PURPOSES
 from . import schema as t
 from .database import Conn
 from .schema import UTCDateTime
 
+T = TypeVar("T", str, int)
+IN_LIST = 500  # values per IN list: well inside every driver's parameter limit
+
+
+def chunks(values: Iterable[T]) -> Iterator[list[T]]:
+    """The distinct values, sorted, in lists of at most ``IN_LIST`` (one IN query each)."""
+    unique = sorted(set(values))
+    for i in range(0, len(unique), IN_LIST):
+        yield unique[i:i + IN_LIST]
+
+
 # Statements built once; SQLAlchemy caches their compiled form per dialect.
 
-def _consenting() -> Any:
+def _consenting(sale_signals_deny: bool) -> Any:
+    """``domain.consent.decide`` for consent-based purposes, as one grouped query over a list of users.
+
+    The latest record of an ordinary source for the purpose must be an unexpired grant; where sale signals deny the
+    purpose, no opt-out may stand (an opt-out source's latest record, of any purpose, that is not a grant).
+    """
     c = t.consents
     latest = (sa.select(c.c.user_id, sa.func.max(c.c.id).label("id"))
               .where(c.c.purpose == sa.bindparam("purpose"), c.c.source.not_in(list(SALE_OPT_OUT_SOURCES)),
                      c.c.user_id.in_(sa.bindparam("ids", expanding=True)))
               .group_by(c.c.user_id).subquery())
-    return (sa.select(c.c.user_id).join(latest, latest.c.id == c.c.id)
+    stmt = (sa.select(c.c.user_id).join(latest, latest.c.id == c.c.id)
             .where(c.c.state == "granted",
                    sa.or_(c.c.expires_at.is_(None), c.c.expires_at > sa.bindparam("now", type_=UTCDateTime()))))
+    if not sale_signals_deny:
+        return stmt
+    signal, newer = t.consents.alias("signal"), t.consents.alias("newer")
+    standing = (sa.select(signal.c.id)
+                .where(signal.c.user_id == c.c.user_id, signal.c.source.in_(list(SALE_OPT_OUT_SOURCES)),
+                       signal.c.state != "granted",
+                       ~sa.exists().where(newer.c.user_id == signal.c.user_id, newer.c.source == signal.c.source,
+                                          newer.c.id > signal.c.id)))
+    return stmt.where(~sa.exists(standing))
 
 
-_CONSENTING = _consenting()  # built once: building the grouped subquery cost ~1 ms per call
+# Built once: building the grouped subquery cost ~1 ms per call.
+_CONSENTING = {signals: _consenting(signals) for signals in (False, True)}
 _PROFILES_IN = sa.select(t.profiles.c.user_id).where(t.profiles.c.user_id.in_(sa.bindparam("ids", expanding=True)))
 _ITEMS_IN = sa.select(t.items.c.item_id).where(t.items.c.item_id.in_(sa.bindparam("ids", expanding=True)))
 _EXISTS = sa.select(t.profiles.c.user_id).where(t.profiles.c.user_id == sa.bindparam("u"))
@@ -81,21 +108,6 @@ def _consent(row: Any) -> ConsentRecord:
                          recorded_at=row.recorded_at, evidence=row.evidence, expires_at=row.expires_at)
 
 
-def fold_consents(user_id: str, history: list[ConsentRecord]) -> SubjectConsents:
-    """The latest ordinary record per purpose, and the sale opt-outs still standing, from oldest-first history."""
-    current: dict[str, ConsentRecord] = {}
-    opt_outs: dict[str, ConsentRecord] = {}
-    for record in history:
-        if record.source in SALE_OPT_OUT_SOURCES:
-            if record.state == "granted":
-                opt_outs.pop(record.source, None)
-            else:
-                opt_outs[record.source] = record
-        else:
-            current[record.purpose] = record
-    return SubjectConsents(user_id, current, tuple(opt_outs.values()))
-
-
 class SQLRepositories:
     def __init__(self, conn: Conn) -> None:
         self.conn = conn
@@ -105,9 +117,8 @@ class SQLRepositories:
 
     async def existing_profiles(self, user_ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
-        unique = sorted(set(user_ids))
-        for i in range(0, len(unique), 500):
-            found.update(r[0] for r in (await self.conn.execute(_PROFILES_IN, {"ids": unique[i:i + 500]})).all())
+        for chunk in chunks(user_ids):
+            found.update(r[0] for r in (await self.conn.execute(_PROFILES_IN, {"ids": chunk})).all())
         return found
 
     async def create_profile(self, user_id: str, at: datetime) -> None:
@@ -162,7 +173,7 @@ class SQLRepositories:
         return [_consent(r) for r in (await self.conn.execute(_CONSENTS, {"u": user_id})).all()]
 
     async def consents(self, user_id: str) -> SubjectConsents:
-        return fold_consents(user_id, await self.consent_history(user_id))
+        return fold(user_id, await self.consent_history(user_id))
 
     async def add_consent(self, record: ConsentRecord) -> None:
         await self.conn.execute(t.consents.insert(), {
@@ -172,9 +183,8 @@ class SQLRepositories:
 
     async def existing_items(self, item_ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
-        unique = sorted(set(item_ids))
-        for i in range(0, len(unique), 500):
-            found.update(r[0] for r in (await self.conn.execute(_ITEMS_IN, {"ids": unique[i:i + 500]})).all())
+        for chunk in chunks(item_ids):
+            found.update(r[0] for r in (await self.conn.execute(_ITEMS_IN, {"ids": chunk})).all())
         return found
 
     async def put_items(self, items: Sequence[Item]) -> None:
@@ -186,11 +196,11 @@ class SQLRepositories:
         ])
 
     async def items(self, item_ids: Sequence[str]) -> list[Item]:
-        unique = sorted(set(item_ids))
-        if not unique:
-            return []
-        stmt = sa.select(t.items).where(t.items.c.item_id.in_(unique))
-        return [Item(r.item_id, r.kind, r.title, r.attributes) for r in (await self.conn.execute(stmt)).all()]
+        found: list[Item] = []
+        for chunk in chunks(item_ids):
+            stmt = sa.select(t.items).where(t.items.c.item_id.in_(chunk))
+            found += [Item(r.item_id, r.kind, r.title, r.attributes) for r in (await self.conn.execute(stmt)).all()]
+        return found
 
     # -- learning ------------------------------------------------------------------------------------------
     async def preferences(self, user_id: str, tokens: Sequence[str] | None = None) -> list[Preference]:
@@ -205,10 +215,9 @@ class SQLRepositories:
         """Every preference of these users. Without ``evidence`` the evidence ids are left unread (empty):
         enough for weights and vectors, and much cheaper."""
         found: dict[str, list[Preference]] = {u: [] for u in user_ids}
-        unique = sorted(set(user_ids))
         columns = list(t.preferences.c) if evidence else [c for c in t.preferences.c if c.name != "evidence"]
-        for i in range(0, len(unique), 500):
-            stmt = sa.select(*columns).where(t.preferences.c.user_id.in_(unique[i:i + 500]))
+        for chunk in chunks(user_ids):
+            stmt = sa.select(*columns).where(t.preferences.c.user_id.in_(chunk))
             for r in (await self.conn.execute(stmt)).all():
                 found[r.user_id].append(_preference(r) if evidence else Preference(
                     r.token, r.source, r.weight, r.ref_at, r.evidence_count, (), r.updated_at))
@@ -221,11 +230,10 @@ class SQLRepositories:
         found: dict[str, list[Preference]] = {u: [] for u in user_ids}
         if tokens is not None and not tokens:
             return found
-        unique = sorted(set(user_ids))
         on = {} if tokens is None else {"tokens": sorted(set(tokens))}
-        for i in range(0, len(unique), 500):
+        for chunk in chunks(user_ids):
             result: Any = await self.conn.execute(_WEIGHTS_OF if tokens is None else _WEIGHTS_OF_ON,
-                                                  {"ids": unique[i:i + 500], **on})
+                                                  {"ids": chunk, **on})
             for r in result:  # by position: a few hundred rows a call, and named access costs more
                 found[r[0]].append(Preference(r[1], r[2], r[3], r[4], 0, (), r[4]))
         return found
@@ -253,9 +261,8 @@ class SQLRepositories:
 
     async def user_vectors(self, user_ids: Sequence[str]) -> list[StoredVector]:
         out: list[StoredVector] = []
-        unique = sorted(set(user_ids))
-        for i in range(0, len(unique), 500):
-            stmt = sa.select(t.user_vectors).where(t.user_vectors.c.user_id.in_(unique[i:i + 500]))
+        for chunk in chunks(user_ids):
+            stmt = sa.select(t.user_vectors).where(t.user_vectors.c.user_id.in_(chunk))
             out += [StoredVector(r.user_id, r.model, r.vector, r.as_of)
                     for r in (await self.conn.execute(stmt)).all()]
         return out
@@ -279,9 +286,8 @@ class SQLRepositories:
                 for r in (await self.conn.execute(stmt)).all()]
 
     async def dequeue_events(self, event_ids: Sequence[int]) -> None:
-        for i in range(0, len(event_ids), 500):
-            await self.conn.execute(t.pending_events.delete().where(
-                t.pending_events.c.event_id.in_(list(event_ids[i:i + 500]))))
+        for chunk in chunks(event_ids):
+            await self.conn.execute(t.pending_events.delete().where(t.pending_events.c.event_id.in_(chunk)))
 
     async def pending_count(self) -> int:
         return int((await self.conn.execute(sa.select(sa.func.count()).select_from(t.pending_events))).scalar_one())
@@ -298,17 +304,18 @@ class SQLRepositories:
         return [(r.item_id, r.event_type, r.properties) for r in (await self.conn.execute(stmt)).all()]
 
     async def consenting(self, purpose: str, now: datetime, user_ids: Sequence[str]) -> list[str]:
-        """Those of ``user_ids`` whose latest ordinary record for ``purpose`` is an unexpired grant, sorted.
+        """Those of ``user_ids`` who consent to ``purpose`` now (``domain.consent.decide``), sorted.
 
-        Sale opt-out signals are not considered here: callers use this for purposes they do not cover. To walk
-        everyone, page through ``profile_ids`` and ask per page (a grouped query over all users per page would
-        make the walk quadratic).
+        To walk everyone, page through ``profile_ids`` and ask per page (a grouped query over all users per page
+        would make the walk quadratic).
         """
+        spec = PURPOSES[purpose]
+        if not spec.needs_consent:
+            return sorted(set(user_ids))
         found: list[str] = []
-        unique = sorted(set(user_ids))
-        for i in range(0, len(unique), 500):
-            rows = (await self.conn.execute(_CONSENTING, {"purpose": purpose, "now": now,
-                                                          "ids": unique[i:i + 500]})).all()
+        for chunk in chunks(user_ids):
+            rows = (await self.conn.execute(_CONSENTING[spec.opted_out_by_sale_signals],
+                                            {"purpose": purpose, "now": now, "ids": chunk})).all()
             found += [r.user_id for r in rows]
         return sorted(found)
 
@@ -320,16 +327,14 @@ class SQLRepositories:
     async def events_of(self, user_ids: Sequence[str]) -> list[tuple[int, Event]]:
         """Every stored event of these users, oldest first."""
         out: list[tuple[int, Event]] = []
-        unique = sorted(set(user_ids))
-        for i in range(0, len(unique), 500):
-            stmt = (sa.select(t.events).where(t.events.c.user_id.in_(unique[i:i + 500]))
+        for chunk in chunks(user_ids):
+            stmt = (sa.select(t.events).where(t.events.c.user_id.in_(chunk))
                     .order_by(t.events.c.id))
             out += [(r.id, Event(r.user_id, r.event_type, r.occurred_at, r.item_id, r.properties))
                     for r in (await self.conn.execute(stmt)).all()]
         return out
 
     async def clear_preferences(self, user_ids: Sequence[str], source: str) -> None:
-        unique = sorted(set(user_ids))
-        for i in range(0, len(unique), 500):
+        for chunk in chunks(user_ids):
             await self.conn.execute(t.preferences.delete().where(
-                t.preferences.c.user_id.in_(unique[i:i + 500]), t.preferences.c.source == source))
+                t.preferences.c.user_id.in_(chunk), t.preferences.c.source == source))
