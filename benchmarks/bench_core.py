@@ -33,7 +33,7 @@ What is measured
 
 Data
   The demo population (``examples.demo.load_demo``) of ``--users`` users and ``--seed``. ``load_demo`` writes the
-  histories as rows, around the learning path, so ``Learner.relearn`` then folds them into preferences, user
+  histories as rows, around the learning path, so ``LearningRuns.relearn`` then folds them into preferences, user
   vectors and the similarity index (an HNSW graph above local_index.hnsw_threshold users), as if the server
   had recorded them live, and the shared item model is fitted (a server without one fits it as it starts, which
   would run beside the measured calls). These steps run once per database and are kept: SQLite, the index and
@@ -148,7 +148,7 @@ async def _row_counts(store: SQLStore) -> dict[str, int]:
 async def _fill(dataset: Dataset) -> None:
     """Load the demo unless the kept data holds exactly the requested population, then learn from it.
 
-    ``load_demo`` writes the histories as rows, around the learning path; ``Learner.relearn`` (what the product
+    ``load_demo`` writes the histories as rows, around the learning path; ``LearningRuns.relearn`` (what the product
     provides for data that arrived that way) folds them into preferences, vectors and the similarity index, so
     the measured server starts in the state a server that had recorded these events live would be in.
     """
@@ -182,21 +182,21 @@ async def _fill(dataset: Dataset) -> None:
         dataset.reused = False
         runtime = await bootstrap(dataset.settings)
         try:
-            learner = runtime.usecases.learner
+            usecases = runtime.usecases
             if "relearned_users" not in dataset.meta:
-                log(f"{dataset.database}: learning from the loaded events (Learner.relearn); about 10 minutes at "
+                log(f"{dataset.database}: learning from the loaded events (LearningRuns.relearn); about 10 minutes at "
                     "100,000 users")
                 t0 = time.perf_counter()
-                dataset.meta["relearned_users"] = await learner.relearn()
+                dataset.meta["relearned_users"] = await usecases.learning.relearn()
                 dataset.meta["relearn_seconds"] = round(time.perf_counter() - t0)
                 dataset.meta.pop("fitted_users", None)
                 dataset.save_meta()
                 log(f"{dataset.database}: relearned {dataset.meta['relearned_users']} users in "
                     f"{dataset.meta['relearn_seconds']} s")
-            # A server without a fitted item model fits one as soon as it starts (Learner.maintain); fitted
+            # A server without a fitted item model fits one as soon as it starts (LearningRuns.maintain); fitted
             # here, the measured servers find it and their periodic refit stays an interval away.
             t0 = time.perf_counter()
-            dataset.meta["fitted_users"] = (await learner.fit()).users
+            dataset.meta["fitted_users"] = (await usecases.model.fit()).users
             dataset.meta["fit_seconds"] = round(time.perf_counter() - t0)
             dataset.save_meta()
         finally:
@@ -621,7 +621,7 @@ def report(run: Run) -> str:
         "## Data",
         "",
         f"The demo population (`examples.demo.load_demo`, {a.users:,} users, seed {a.seed}), its events then "
-        "folded into preferences, vectors and the similarity index by `Learner.relearn`, and the item model "
+        "folded into preferences, vectors and the similarity index by `LearningRuns.relearn`, and the item model "
         "fitted. Each run measures a copy of it, deleted afterwards. Rows before the run:",
         "",
         sizes(run.datasets),

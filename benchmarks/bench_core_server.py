@@ -103,7 +103,7 @@ async def serve(config: Path, caller: str | None) -> None:
         settle()  # as `mnky-profiles serve` does after start-up
         # The learning upkeep runs beside the server, as in ``serve``; with a fitted model it first waits a
         # full refit interval.
-        upkeep = asyncio.get_running_loop().create_task(runtime.usecases.learner.maintain(
+        upkeep = asyncio.get_running_loop().create_task(runtime.usecases.learning.maintain(
             settings.learning.refit_minutes))
         try:
             await server.run_stdio_async()

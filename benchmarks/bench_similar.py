@@ -36,7 +36,7 @@ Data (``benchmarks/similar_population.py``): a seeded population over the demo c
 profiling, so every user is indexed. Its rows (profiles, consents, stated likes, preferences, user vectors) are
 computed with the product's learning functions and bulk-written through ``store.db.run_sync`` in transactions of
 a few thousand users; the generation runs in ``--jobs`` worker processes while the main process writes. The
-similarity index is then built by the product: ``bootstrap`` finds it empty and runs ``Learner.rebuild_index``
+similarity index is then built by the product: ``bootstrap`` finds it empty and runs ``IndexUpkeep.rebuild``
 (reading the consenting users and their vectors, then ``LocalVectorIndex.rebuild``: graph and snapshot; the two
 are timed apart, and ``--reindex`` does this step again on kept data). Kept under
 ``benchmarks/.data/similar-sqlite-u<users>-s<seed>/`` and reused when its ``dataset.json`` matches (``--rebuild``
@@ -92,7 +92,9 @@ from mnky_profiles.store.sql.repositories import SQLRepositories
 from mnky_profiles.store.vectors.local import LocalVectorIndex
 from mnky_profiles.usecases.discovery import Discovery
 from mnky_profiles.usecases.events import Events
-from mnky_profiles.usecases.learning import PROFILING, Learner
+from mnky_profiles.usecases.learning import PreferenceLearner
+from mnky_profiles.usecases.population import consenting_pages
+from mnky_profiles.usecases.vectors import PROFILING, IndexUpkeep, UserVectors
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent
@@ -107,7 +109,7 @@ ROWS_PER_INSERT = 5000
 TIE_EPSILON = 1e-6
 SLOWEST = 0.02  # the breakdown also shows the slowest 2% of calls: what the tail is made of
 REST = "the rest: MCP client and server, gate wrapper, result"
-VERIFY_VECTORS = 50  # sampled users whose stored vector is checked against Learner.vector_of
+VERIFY_VECTORS = 50  # sampled users whose stored vector is checked against UserVectors.of
 TARGET_USERS, TARGET_RECALL, TARGET_P99_MS = 1_000_000, 0.95, 5.0
 TABLES = (t.profiles, t.consents, t.attributes, t.preferences, t.user_vectors, t.items)
 FORMAT = 1  # of dataset.json; a change of the generator changes it
@@ -205,14 +207,14 @@ async def _generate(dataset: Dataset, jobs: int) -> None:
 
 
 async def build_index(dataset: Dataset) -> None:
-    """The product builds the index: ``bootstrap`` finds it empty and runs ``Learner.rebuild_index``.
+    """The product builds the index: ``bootstrap`` finds it empty and runs ``IndexUpkeep.rebuild``.
 
     Its two steps are timed apart: reading the consenting users and their stored vectors, page by page, and
     ``LocalVectorIndex.rebuild`` (the matrix, the HNSW graph on every core, the snapshot).
     """
     settings = dataset.settings
     shutil.rmtree(settings.vector_dir, ignore_errors=True)
-    log(f"{dataset.users:,} users: building the similarity index (bootstrap -> Learner.rebuild_index; load average "
+    log(f"{dataset.users:,} users: building the similarity index (bootstrap -> IndexUpkeep.rebuild; load average "
         f"{loadavg()})")
     graph: list[float] = []
     original = LocalVectorIndex.rebuild
@@ -335,7 +337,7 @@ async def stored_vectors(runtime: Runtime) -> tuple[list[str], np.ndarray]:
 
     rows = await runtime.store.db.run_sync(read)
     consenting: set[str] = set()
-    async for page in runtime.usecases.learner.consenting_pages(runtime.clock.now()):
+    async for page in consenting_pages(runtime.store, PROFILING, runtime.clock.now()):
         consenting.update(page)
     rows = [r for r in rows if r[0] in consenting]
     matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1).astype(np.float32)
@@ -482,9 +484,9 @@ class Breakdown:
         self.wrap(AuditLog, "append", "audit entry (hash-chained write)")
         self.wrap(Discovery, "similar", "use case: the rest of Discovery.similar")
         self.wrap(Events, "record", "use case: the rest of Events.record")
-        self.wrap(Learner, "vector_of", "learning: Learner.vector_of")
-        self.wrap(Learner, "_apply", "learning: fold the signals (Learner._apply)")
-        self.wrap(Learner, "refresh", "learning: the rest of Learner.refresh")
+        self.wrap(UserVectors, "of", "learning: UserVectors.of")
+        self.wrap(PreferenceLearner, "apply", "learning: fold the signals (PreferenceLearner.apply)")
+        self.wrap(IndexUpkeep, "refresh", "learning: the rest of IndexUpkeep.refresh")
         self.wrap(LocalVectorIndex, "query", "index: query (HNSW search, rescoring)")
         self.wrap(LocalVectorIndex, "upsert", "index: upsert (graph insert, journal)")
         self.wrap(LocalVectorIndex, "delete", "index: delete")
@@ -554,13 +556,13 @@ def _check(op: str, result: Any) -> dict[str, Any]:
 
 
 async def verify_vectors(runtime: Runtime, truth: Truth, count: int) -> None:
-    """The stored vectors are what the product computes: Learner.vector_of on the stored preferences, bit for bit."""
-    learner = runtime.usecases.learner
+    """The stored vectors are what the product computes: UserVectors.of on the stored preferences, bit for bit."""
+    vectors = runtime.usecases.discovery.vectors
     async with runtime.store.read() as repo:
         for row in truth.queries[:count]:
-            state = await learner.vector_of(await repo.preferences(truth.ids[row]))
+            state = await vectors.of(await repo.preferences(truth.ids[row]))
             if state is None or state.vector.tobytes() != truth.matrix[row].tobytes():
-                raise BenchError(f"the stored vector of {truth.ids[row]} differs from Learner.vector_of")
+                raise BenchError(f"the stored vector of {truth.ids[row]} differs from UserVectors.of")
 
 
 async def measure(dataset: Dataset, args: argparse.Namespace) -> Result:
@@ -596,7 +598,7 @@ async def measure(dataset: Dataset, args: argparse.Namespace) -> Result:
                             structured_output=True, annotations=ToolAnnotations(
                                 title="No-op", read_only_hint=True, destructive_hint=False, idempotent_hint=True,
                                 open_world_hint=False))
-            catalog = await runtime.usecases.learner.catalog()
+            catalog = await runtime.usecases.discovery.catalog.get()
             products = sorted(i for i, item in catalog.items.items() if item.kind == "product")
             readers = [ids[r] for r in queries]
             writer_ids = [ids[r] for r in writers] or readers
@@ -869,11 +871,11 @@ def report(args: argparse.Namespace, command: str, started: datetime, load: tupl
         "A seeded population over the demo catalog (`benchmarks/similar_population.py`, seed "
         f"{args.seed}): each user has a latent taste from the demo's taste model and a handful of events drawn "
         "from it (preferences folded from them with `signals_for` and `fold`), some have stated likes and "
-        "dislikes (explicit weights as `Learner.on_statement` makes them), vectors as `Learner.vector_of` "
+        "dislikes (explicit weights as `PreferenceLearner.on_statement` makes them), vectors as `UserVectors.of` "
         f"computes them (checked bit for bit on {VERIFY_VECTORS} users each run); every user consents to "
         "profiling, so every user with a vector is indexed. The events themselves are not stored (the measured "
         "tools do not read them); the events table holds only what the run records. The index was built by the "
-        "product: `bootstrap` found it empty and ran `Learner.rebuild_index`, which reads the consenting users "
+        "product: `bootstrap` found it empty and ran `IndexUpkeep.rebuild`, which reads the consenting users "
         "and their stored vectors page by page and then builds the matrix, the HNSW graph and the snapshot "
         "(`LocalVectorIndex.rebuild`); the two steps are timed apart. Each run measures a copy, deleted "
         "afterwards.",

@@ -8,13 +8,13 @@ clicks, dwells, carts, purchases, ratings and searches that follow) and, for som
 
 Nothing is approximated: the rows are what the product computes from that history.
 
-- Implicit preferences: ``learning.preferences.signals_for`` for every event (in time order, ids in that order),
-  folded by ``fold`` from nothing: what ``Learner.relearn`` stores for a user with these events.
+- Implicit preferences: ``learning.preferences.event_signals`` for every event (in time order, ids in that order),
+  folded by ``fold`` from nothing: what ``LearningRuns.relearn`` stores for a user with these events.
 - Explicit preferences: the ``likes``/``dislikes`` attributes (values through ``coerce_value``), turned into
-  weights the way ``Learner.on_statement`` does for one statement of both fields.
-- The vector: ``Learner.vector_of`` step by step (``reference_time``, ``effective`` without item tokens,
-  ``learning.vectors.user_vector`` over the hashing embedder's token vectors), stored as ``_stored`` stores it.
-  ``bench_similar.py`` checks a sample against ``Learner.vector_of`` on the rows read back, bit for bit.
+  weights by ``stated_weights``, as ``PreferenceLearner.on_statement`` does for one statement of both fields.
+- The vector: ``learning.vectors.vector_weights`` and ``user_vector`` over the hashing embedder's token vectors,
+  as ``UserVectors.of`` computes it, stored as ``IndexUpkeep.refresh`` stores it (``encode``).
+  ``bench_similar.py`` checks a sample against ``UserVectors.of`` on the rows read back, bit for bit.
 - Consent: every user granted profiling (no expiry) at sign-up, so every user is in the similarity index; some
   also granted personalization, recommendation or marketing.
 
@@ -33,21 +33,14 @@ from typing import Any
 
 import numpy as np
 
+from mnky_profiles.domain.events import Event
 from mnky_profiles.domain.preferences import Preference
-from mnky_profiles.domain.profiles import Attribute, coerce_value, winning
+from mnky_profiles.domain.profiles import Attribute, coerce_value
 from mnky_profiles.examples import demo
-from mnky_profiles.learning.preferences import (
-    EXPLICIT_WEIGHT,
-    effective,
-    fold,
-    is_item,
-    reference_time,
-    signals_for,
-    tokens_for_statement,
-)
-from mnky_profiles.learning.vectors import user_vector
+from mnky_profiles.learning.catalog import Catalog
+from mnky_profiles.learning.preferences import event_signals, fold, stated_weights
+from mnky_profiles.learning.vectors import encode, user_vector, vector_weights
 from mnky_profiles.store.embedders.hashing import hashed_vector
-from mnky_profiles.usecases.learning import Catalog
 
 DAY = 86_400
 WINDOW_DAYS = 180
@@ -81,7 +74,7 @@ class World:
                    demo._CatalogIndex(items))
 
     def embedding_table(self, tokens: Sequence[str]) -> dict[str, np.ndarray]:
-        """The hashing embedder's vectors as ``Learner.embeddings`` keeps them (float64), made once per token."""
+        """The hashing embedder's vectors as ``UserVectors.embeddings`` keeps them (float64), made once per token."""
         for token in tokens:
             if token not in self.embeddings:
                 self.embeddings[token] = np.asarray(hashed_vector(token, self.dim).tolist(), dtype=np.float64)
@@ -174,18 +167,11 @@ def _statement(rng: random.Random, world: World, taste: Any) -> list[Attribute]:
 
 
 def _explicit(stated: list[Attribute], world: World) -> list[Preference]:
-    """``Learner.on_statement`` for a user with no explicit weights yet."""
+    """``PreferenceLearner.on_statement`` for a user with no explicit weights yet."""
     if not stated:
         return []
     at = max(a.observed_at for a in stated)
-    chosen = winning(stated)
-    wanted: dict[str, float] = {}
-    for name, sign in (("likes", EXPLICIT_WEIGHT), ("dislikes", -EXPLICIT_WEIGHT)):
-        attribute = chosen.get(name)
-        for text in (attribute.value if attribute and isinstance(attribute.value, list) else []):
-            for token in tokens_for_statement(text, world.catalog.vocabulary):
-                wanted[token] = sign
-    return [Preference(t, "explicit", w, at, 1, (), at) for t, w in wanted.items()]
+    return [Preference.stated(t, w, at) for t, w in stated_weights(stated, world.catalog.vocabulary).items()]
 
 
 def make_user(world: World, index: int, rows: Rows) -> None:
@@ -198,9 +184,9 @@ def make_user(world: World, index: int, rows: Rows) -> None:
     signup = first - rng.randint(0, 2 * 365) * DAY - rng.randint(0, DAY)
 
     base = index * EVENT_IDS_PER_USER
-    signals = [s for n, (ts, kind, item, props) in enumerate(history, start=1) for s in signals_for(
-        base + n, kind, item, props, _dt(ts), world.catalog.item_tokens, world.catalog.vocabulary)]
-    implicit = fold({}, signals, world.half_life_days)
+    events = [(base + n, Event(uid, kind, _dt(ts), item, props))
+              for n, (ts, kind, item, props) in enumerate(history, start=1)]
+    implicit = fold({}, event_signals(events, world.catalog), world.half_life_days)
     preferences = list(implicit.values()) + _explicit(stated, world)
     rows.events += len(history)
 
@@ -214,17 +200,13 @@ def make_user(world: World, index: int, rows: Rows) -> None:
     rows.preferences += [(uid, p.token, p.source, p.weight, p.ref_at, p.evidence_count, list(p.evidence),
                           p.updated_at) for p in sorted(preferences, key=lambda p: (p.token, p.source))]
 
-    # Learner.vector_of, then _stored
-    as_of = reference_time(preferences)
-    if as_of is None:
+    # UserVectors.of, stored as IndexUpkeep.refresh stores it
+    made = vector_weights(preferences, world.half_life_days)
+    vector = None if made is None else user_vector(made[0], world.embedding_table(list(made[0])), world.dim)
+    if made is None or vector is None:
         rows.cold += 1
         return
-    weights = {t: w for t, w in effective(preferences, as_of, world.half_life_days).items() if not is_item(t)}
-    vector = user_vector(weights, world.embedding_table(list(weights)), world.dim)
-    if vector is None:
-        rows.cold += 1
-        return
-    rows.vectors.append((uid, world.model, vector.astype("<f4").tobytes(), as_of))
+    rows.vectors.append((uid, world.model, encode(vector), made[1]))
 
 
 # -- in worker processes --------------------------------------------------------------------------------------

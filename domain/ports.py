@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol
@@ -113,3 +113,13 @@ class VectorIndex(Protocol):
         """Replace everything with these (id, vector) pairs in one go (a bulk build, where the index has one)."""
         ...
     async def close(self) -> None: ...
+
+
+class ModelStore(Protocol):
+    """Where fitted shared models are kept between runs, as named arrays (numpy arrays: the domain stays free of
+    numpy, so they are typed loosely here)."""
+
+    def save(self, name: str, arrays: Mapping[str, Any]) -> None: ...
+    def load(self, name: str) -> dict[str, Any] | None:
+        """The arrays saved under ``name``, or None when there are none."""
+        ...

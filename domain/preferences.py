@@ -46,7 +46,10 @@ class Preference:
     def confidence(self) -> float:
         return 1.0 if self.source == "explicit" else confidence(self.evidence_count)
 
-
+    @classmethod
+    def stated(cls, token: str, weight: float, at: datetime) -> Preference:
+        """What the user said (``likes`` / ``dislikes``), as of when they said it."""
+        return cls(token, "explicit", weight, at, 1, (), at)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,8 +15,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from ..domain.events import Event
+
 # The record lives in the domain (storage reads and writes it); the math on it lives here.
-from ..domain.preferences import ITEM_FACET, Preference, confidence, decay  # noqa: F401
+from ..domain.preferences import ITEM_FACET, Preference, decay
+from ..domain.profiles import Attribute, winning
+from .catalog import Catalog
 
 # Signal strength per event type, spread over the item's tokens. Negative values are negative signals.
 EVENT_WEIGHTS: Mapping[str, float] = {
@@ -32,7 +36,6 @@ DWELL_CAP = 0.3
 RATING_SCALE = 1.0  # a rating r in 1..5 gives (r - 3) / 2 * RATING_SCALE: 5 -> +1, 1 -> -1
 EXPLICIT_WEIGHT = 1.0
 EVIDENCE_KEPT = 10  # ids of the most recent events behind a weight
-
 
 
 def signal(event_type: str, properties: Mapping[str, Any]) -> float:
@@ -100,8 +103,6 @@ def tokens_in_query(query: str, vocabulary: Mapping[str, list[str]]) -> list[str
     return found
 
 
-
-
 def signals_for(event_id: int, event_type: str, item_id: str | None, properties: Mapping[str, Any], at: datetime,
                 item_tokens: Mapping[str, Sequence[str]], vocabulary: Mapping[str, list[str]]) -> list[Signal]:
     """The signals one event gives: the full strength to the item, a share to each of its attribute tokens."""
@@ -117,6 +118,31 @@ def signals_for(event_id: int, event_type: str, item_id: str | None, properties:
     share = strength / math.sqrt(len(tokens)) if tokens else 0.0
     return [Signal(f"{ITEM_FACET}:{item_id}", strength, at, event_id)] + [
         Signal(t, share, at, event_id) for t in tokens]
+
+
+def event_signals(events: Iterable[tuple[int, Event]], catalog: Catalog) -> list[Signal]:
+    """Every signal of these (event id, event) pairs, in their order."""
+    return [s for event_id, e in events for s in signals_for(
+        event_id, e.event_type, e.item_id, e.properties, e.occurred_at, catalog.item_tokens, catalog.vocabulary)]
+
+
+def stated_weights(attributes: Iterable[Attribute], vocabulary: Mapping[str, list[str]]) -> dict[str, float]:
+    """The explicit weights of what the user says: +1 on the tokens their stated likes name, -1 on their dislikes
+    (the winning explicit value of each field)."""
+    stated = winning([a for a in attributes if a.source == "explicit"])
+    wanted: dict[str, float] = {}
+    for name, sign in (("likes", EXPLICIT_WEIGHT), ("dislikes", -EXPLICIT_WEIGHT)):
+        attribute = stated.get(name)
+        for text in (attribute.value if attribute and isinstance(attribute.value, list) else []):
+            for token in tokens_for_statement(text, vocabulary):
+                wanted[token] = sign
+    return wanted
+
+
+def item_history(preferences: Iterable[Preference], when: datetime, half_life_days: float) -> dict[str, float]:
+    """Item -> decayed interaction strength as of ``when``, from the ``item:`` tokens (what the item model reads)."""
+    weights = effective((p for p in preferences if is_item(p.token)), when, half_life_days)
+    return {t.split(":", 1)[1]: w for t, w in weights.items() if w > 0}
 
 
 def fold(current: Mapping[str, Preference], signals: Iterable[Signal], half_life_days: float

@@ -71,6 +71,16 @@ class ItemModel:
     def __post_init__(self) -> None:
         self.index = {item: i for i, item in enumerate(self.item_ids)}
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The model as named arrays, the form it is kept in between runs."""
+        return {"item_ids": np.array(self.item_ids), "weights": self.weights, "popularity": self.popularity,
+                "users": np.array(self.users)}
+
+    @classmethod
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> ItemModel:
+        return cls([str(i) for i in arrays["item_ids"]], arrays["weights"], arrays["popularity"],
+                   int(arrays["users"]))
+
     def positions(self, item_ids: Sequence[str]) -> np.ndarray:
         """Each item's row in this model, -1 for items it was not fitted on; kept for the last list asked."""
         cached = self._positions

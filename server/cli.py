@@ -220,7 +220,7 @@ async def _serve(settings: Settings, transport: str, host: str, port: int, confi
         runtime = await bootstrap(settings)
         settle()
         try:
-            with _in_background(runtime.usecases.learner.maintain(settings.learning.refit_minutes)):
+            with _in_background(runtime.usecases.learning.maintain(settings.learning.refit_minutes)):
                 await build_server(runtime, caller_from=caller_from).run_stdio_async()
         finally:
             await runtime.close()
@@ -242,7 +242,7 @@ async def _serve(settings: Settings, transport: str, host: str, port: int, confi
                 print(attach_instructions(host, port, config, caller_from == "token", settings.data_dir,
                                           settings.local_caller), file=sys.stderr, flush=True)
             config_ = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
-            with _stop_on_sigterm(), _in_background(runtime.usecases.learner.maintain(
+            with _stop_on_sigterm(), _in_background(runtime.usecases.learning.maintain(
                     settings.learning.refit_minutes)):
                 await uvicorn.Server(config_).serve(sockets=[sock])
         finally:
@@ -258,11 +258,11 @@ async def _demo(settings: Settings, users: int, seed: int) -> dict[str, Any]:
     runtime = await bootstrap(settings)
     try:
         summary = await load_demo(runtime.store, users=users, seed=seed, now=runtime.clock.now())
-        learner = runtime.usecases.learner
-        if summary.get("users") or learner.model is None:
+        usecases = runtime.usecases
+        if summary.get("users") or usecases.model.current is None:
             # The loader writes rows directly; learn from them as if they had arrived one by one.
-            summary["learned_users"] = await learner.relearn()
-            summary["model_users"] = (await learner.fit()).users
+            summary["learned_users"] = await usecases.learning.relearn()
+            summary["model_users"] = (await usecases.model.fit()).users
         return summary
     finally:
         await runtime.close()
@@ -273,10 +273,10 @@ async def _learn(settings: Settings, everything: bool) -> str:
 
     runtime = await bootstrap(settings)
     try:
-        learner = runtime.usecases.learner
-        done = (f"relearned {await learner.relearn()} users from their events" if everything
-                else f"applied {await learner.learn()} queued events")
-        model = await learner.fit()
+        runs = runtime.usecases.learning
+        done = (f"relearned {await runs.relearn()} users from their events" if everything
+                else f"applied {await runs.learn()} queued events")
+        model = await runtime.usecases.model.fit()
         return f"{done}; item model fitted on {model.users} consenting users"
     finally:
         await runtime.close()
@@ -287,7 +287,7 @@ async def _reindex(settings: Settings) -> int:
 
     runtime = await bootstrap(settings)
     try:
-        return await runtime.usecases.learner.rebuild_index()
+        return await runtime.usecases.upkeep.rebuild()
     finally:
         await runtime.close()
 

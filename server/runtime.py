@@ -11,13 +11,18 @@ from ..domain.ports import Clock, Embedder, VectorIndex
 from ..privacy.audit import AuditLog
 from ..privacy.gate import Gate
 from ..privacy.pseudonyms import Pseudonymizer
+from ..store.models import ModelFiles
 from ..store.sql.store import SQLStore
 from ..usecases.app import UseCases
+from ..usecases.catalog import CatalogCache
 from ..usecases.consent import Consents
 from ..usecases.discovery import Discovery
 from ..usecases.events import Events
-from ..usecases.learning import Learner
+from ..usecases.item_model import SharedModel
+from ..usecases.learning import PreferenceLearner
 from ..usecases.profiles import Profiles
+from ..usecases.runs import LearningRuns
+from ..usecases.vectors import IndexUpkeep, UserVectors
 from .settings import Settings
 
 
@@ -117,24 +122,30 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> Runtime:
         index, stale = await open_index(settings, embedder)
         closing.insert(0, index)
         profiling = settings.user_profiling
-        learner = Learner(store, embedder, index, clock, half_life_days=settings.learning.half_life_days,
-                          realtime=profiling.update_frequency == "realtime",
-                          model_path=settings.data_dir / "models" / f"items-{store.dialect}.npz")
+        half_life = settings.learning.half_life_days
+        catalog = CatalogCache(store)
+        vectors = UserVectors(embedder, half_life)
+        upkeep = IndexUpkeep(store, vectors, index, clock)
+        model = SharedModel(store, catalog, clock, half_life_days=half_life,
+                            files=ModelFiles(settings.data_dir / "models"), name=f"items-{store.dialect}")
         if stale:
-            await learner.rebuild_index()
-        learner.load_model()
+            await upkeep.rebuild()
+        model.load()
     except BaseException:
         for part in closing:
             close = getattr(part, "close", None)
             if close is not None:
                 await close()
         raise
+    learner = PreferenceLearner(catalog, half_life_days=half_life, realtime=profiling.update_frequency == "realtime")
     usecases = UseCases(
-        profiles=Profiles(store, learner),
-        events=Events(store, profiling.retention_days, learner),
-        consents=Consents(store, learner),
-        learner=learner,
-        discovery=Discovery(store, learner, pseudonyms),
+        profiles=Profiles(store, learner, upkeep),
+        events=Events(store, profiling.retention_days, learner, upkeep),
+        consents=Consents(store, upkeep),
+        discovery=Discovery(store, catalog, vectors, index, model, pseudonyms, half_life_days=half_life),
+        learning=LearningRuns(store, learner, upkeep, model),
+        model=model,
+        upkeep=upkeep,
     )
     return Runtime(
         settings=settings, store=store, clock=clock,

@@ -115,7 +115,7 @@ async def _run(backend: str, tmp_path: Path, frequency: str, shuffled: bool, now
                                  properties=props, occurred_at=when)
                 assert out["learning"] == ("applied" if frequency == "realtime" else "queued")
         if frequency == "batch":
-            assert await world.runtime.usecases.learner.learn() == len(EVENTS)
+            assert await world.runtime.usecases.learning.learn() == len(EVENTS)
         return await _state(world)
 
 
@@ -136,13 +136,13 @@ async def test_rebuilding_a_vector_from_stored_weights_gives_the_stored_vector(w
         await call(c, "record_event", user_id="u1", event_type="purchase", item_id="candle-lavender")
         world.clock.advance(days=3)
         await call(c, "record_event", user_id="u1", event_type="view", item_id="bath-citrus")
-    learner = world.runtime.usecases.learner
-    learner._embeddings.clear()  # nothing cached: rebuild from the stored weights alone
+    vectors = world.runtime.usecases.discovery.vectors
+    vectors.forget()  # nothing cached: rebuild from the stored weights alone
     async with world.runtime.store.read() as repo:
         stored = await repo.user_vector("u1")
         prefs = await repo.preferences("u1")
     assert stored is not None
-    rebuilt = await learner.vector_of(prefs)
+    rebuilt = await vectors.of(prefs)
     assert rebuilt is not None and rebuilt.as_of == stored.as_of
     np.testing.assert_array_equal(rebuilt.vector, np.frombuffer(stored.data, "<f4"))
 
@@ -165,7 +165,7 @@ async def test_similar_users_are_pseudonymous_consenting_and_explained(world: Wo
     assert all(n["pseudonym"].startswith("p_") and "fan" not in n["pseudonym"] for n in neighbours)
     assert all(n["similarity"] >= 0.5 for n in neighbours)
     assert "note:lavender" in neighbours[0]["shared_preferences"]
-    assert await world.runtime.usecases.learner.index.count() == 4
+    assert await world.runtime.index.count() == 4
 
 
 async def test_pseudonyms_differ_between_callers(world: World) -> None:
@@ -182,7 +182,7 @@ async def test_withdrawal_removes_a_user_from_the_index_at_once(world: World) ->
     async with world.client("privacy-officer") as c:
         await _similar_world(c)
         await call(c, "record_consent", user_id="fan-2", purpose="profiling", granted=False, source="chat")
-        assert "fan-2" not in await world.runtime.usecases.learner.index.fetch(["fan-2"])
+        assert "fan-2" not in await world.runtime.index.fetch(["fan-2"])
         found = await call(c, "find_similar_users", user_id="fan-1", purpose="profiling", min_similarity=0.5)
         assert len(found["neighbours"]) == 1
         # As a query too: without profiling consent the search is refused.
@@ -202,7 +202,7 @@ async def test_shared_model_trains_on_consenting_users_only(world: World) -> Non
         await _similar_world(c)
         await make_user(c, "private", purposes=("recommendation",))
         await call(c, "record_event", user_id="private", event_type="purchase", item_id="bath-citrus")
-    model = await world.runtime.usecases.learner.fit()
+    model = await world.runtime.usecases.model.fit()
     assert model.users == 4
     assert model.popularity[model.index["bath-citrus"]] == 0  # only the non-consenting user bought it
 
@@ -211,7 +211,7 @@ async def test_recommendations_follow_tastes_exclude_purchases_and_explain(world
     async with world.client("privacy-officer") as c:
         await make_user(c, "u1", likes=["vanilla"])
         await call(c, "record_event", user_id="u1", event_type="purchase", item_id="perfume-oud")
-        await world.runtime.usecases.learner.fit()
+        await world.runtime.usecases.model.fit()
         recs = await call(c, "recommend", user_id="u1", purpose="recommendation", kind="product")
         again = await call(c, "recommend", user_id="u1", purpose="recommendation", kind="product",
                            repurchase=True)
@@ -231,7 +231,7 @@ async def test_cold_start_says_it_is_a_fallback(world: World) -> None:
         await make_user(c, "u1")
         await make_user(c, "u2")
         await call(c, "record_event", user_id="u2", event_type="purchase", item_id="bath-citrus")
-        await world.runtime.usecases.learner.fit()
+        await world.runtime.usecases.model.fit()
         recs = await call(c, "recommend", user_id="u1", purpose="recommendation")
     assert recs["fallback"] == "popularity"
     assert recs["items"][0]["item_id"] == "bath-citrus"
@@ -256,7 +256,7 @@ async def test_relearning_from_stored_events_matches_learning_as_they_came(world
     before, before_vectors = await _prefs_and_vectors(world, ["fan-1", "bold-1"])
     async with world.runtime.store.write() as repo:
         await repo.clear_preferences(["fan-1", "bold-1"], "implicit")
-    assert await world.runtime.usecases.learner.relearn() == 4  # every profile
+    assert await world.runtime.usecases.learning.relearn() == 4  # every profile
     after, after_vectors = await _prefs_and_vectors(world, ["fan-1", "bold-1"])
     assert after == before
     for user in before_vectors:

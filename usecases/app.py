@@ -8,8 +8,10 @@ from ..privacy.gate import Access
 from .consent import Consents
 from .discovery import Discovery
 from .events import Events
-from .learning import Learner
+from .item_model import SharedModel
 from .profiles import Profiles
+from .runs import LearningRuns
+from .vectors import IndexUpkeep
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,8 +19,10 @@ class UseCases:
     profiles: Profiles
     events: Events
     consents: Consents
-    learner: Learner
     discovery: Discovery
+    learning: LearningRuns  # batch learning, relearning, the periodic task
+    model: SharedModel  # the shared item model: fit, load
+    upkeep: IndexUpkeep  # vectors and the similarity index: refresh, rebuild
 
 
 @dataclass(frozen=True, slots=True)

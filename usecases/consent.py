@@ -10,7 +10,7 @@ from ..domain.ports import Store
 from ..domain.purposes import CONSENT_PURPOSES, PURPOSES
 from ..domain.text import is_storable
 from ..privacy.gate import Access
-from .learning import Learner
+from .vectors import IndexUpkeep
 from .views import ConsentEntry, ConsentLedgerView, ConsentView
 
 MAX_EVIDENCE = 2000
@@ -33,9 +33,9 @@ def _purpose(name: str) -> str:
 
 
 class Consents:
-    def __init__(self, store: Store, learner: Learner) -> None:
+    def __init__(self, store: Store, upkeep: IndexUpkeep) -> None:
         self.store = store
-        self.learner = learner
+        self.upkeep = upkeep
 
     async def check(self, access: Access, user_id: str, purpose: str) -> ConsentView:
         _purpose(purpose)
@@ -104,6 +104,6 @@ class Consents:
                 state = "withdrawn" if before and before.state == "granted" else "denied"
             await repo.add_consent(ConsentRecord(user_id, purpose, state, source, access.now, evidence, expiry))
             consents = await repo.consents(user_id)
-        await self.learner.on_consent(user_id, purpose)  # profiling: into the similarity index or out of it now
+        await self.upkeep.follow_consent(user_id, purpose)  # profiling: into the similarity index or out of it now
         return _view(user_id, consents.decide(purpose, access.now))
 

@@ -5,14 +5,17 @@ from __future__ import annotations
 import numpy as np
 
 from ..domain.errors import InvalidArgument, UnknownUser
-from ..domain.ports import Store
+from ..domain.ports import Store, VectorIndex
 from ..domain.preferences import Preference
 from ..learning import recommender
-from ..learning.preferences import effective, is_item
+from ..learning.catalog import Catalog
+from ..learning.preferences import effective, is_item, item_history
 from ..learning.vectors import shared_likes
 from ..privacy.gate import Access
 from ..privacy.pseudonyms import Pseudonymizer
-from .learning import PROFILING, Catalog, Learner, history
+from .catalog import CatalogCache
+from .item_model import SharedModel
+from .vectors import PROFILING, UserVectors
 from .views import (
     PreferenceItem,
     PreferencesView,
@@ -39,10 +42,17 @@ def describe(token: str) -> str:
 
 
 class Discovery:
-    def __init__(self, store: Store, learner: Learner, pseudonyms: Pseudonymizer) -> None:
+    def __init__(self, store: Store, catalog: CatalogCache, vectors: UserVectors, index: VectorIndex,
+                 model: SharedModel, pseudonyms: Pseudonymizer, *, half_life_days: float,
+                 blend: recommender.Blend | None = None) -> None:
         self.store = store
-        self.learner = learner
+        self.catalog = catalog
+        self.vectors = vectors
+        self.index = index
+        self.model = model
         self.pseudonyms = pseudonyms
+        self.half_life_days = half_life_days
+        self.blend = blend or recommender.Blend()
 
     async def preferences(self, access: Access, user_id: str, limit: int) -> PreferencesView:
         _limit(limit)
@@ -53,7 +63,7 @@ class Discovery:
         now = access.now
         explicit = {p.token for p in prefs if p.source == "explicit"}
         shown = [p for p in prefs if not is_item(p.token) and (p.source == "explicit" or p.token not in explicit)]
-        weighted = sorted(((p.weight_at(now, self.learner.half_life_days), p) for p in shown),
+        weighted = sorted(((p.weight_at(now, self.half_life_days), p) for p in shown),
                           key=lambda wp: (-abs(wp[0]), wp[1].token))
         return PreferencesView(user_id=user_id, purpose=access.purpose.name, preferences=[
             PreferenceItem(token=p.token, facet=p.facet, value=p.value, weight=round(w, 4),
@@ -72,11 +82,11 @@ class Discovery:
             raise InvalidArgument("min_similarity must be between -1 and 1.")
         async with self.store.read() as repo:
             prefs = (await repo.attribute_weights_of([user_id]))[user_id]
-        state = await self.learner.vector_of(prefs)
+        state = await self.vectors.of(prefs)
         view = SimilarUsersView(user_id=user_id, min_similarity=min_similarity, neighbours=[])
         if state is None:
             return view.model_copy(update={"note": "Not enough signals about this user yet to compare."})
-        hits = await self.learner.index.query(state.vector.tolist(), limit * 2 + 5, exclude=[user_id])
+        hits = await self.index.query(state.vector.tolist(), limit * 2 + 5, exclude=[user_id])
         hits = [(u, s) for u, s in hits if s >= min_similarity]
         mine = self._weights(prefs, access)
         async with self.store.read() as repo:
@@ -87,7 +97,7 @@ class Discovery:
                                                      tokens=[t for t, w in mine.items() if w > 0])
         stale = [u for u, _ in hits if u not in consenting]
         if stale:
-            await self.learner.index.delete(stale)
+            await self.index.delete(stale)
         neighbours = [
             SimilarUser(pseudonym=self.pseudonyms.for_caller(access.caller.name, u), similarity=round(s, 4),
                         shared_preferences=shared_likes(mine, self._weights(theirs[u], access)))
@@ -97,22 +107,22 @@ class Discovery:
         return view.model_copy(update={"neighbours": neighbours, "note": note})
 
     def _weights(self, prefs: list[Preference], access: Access) -> dict[str, float]:
-        return {t: w for t, w in effective(prefs, access.now, self.learner.half_life_days).items()
+        return {t: w for t, w in effective(prefs, access.now, self.half_life_days).items()
                 if not is_item(t)}
 
     async def recommend(self, access: Access, user_id: str, limit: int, kind: str | None,
                         repurchase: bool) -> RecommendationsView:
         _limit(limit)
-        catalog = await self.learner.catalog()
+        catalog = await self.catalog.get()
         async with self.store.read() as repo:
             prefs = await repo.preferences(user_id)
             if not prefs and not await repo.profile_exists(user_id):
                 raise UnknownUser(user_id)
             acted = await repo.item_events(user_id, ["purchase", "return", "rating"])
         now = access.now
-        own = history(prefs, now, self.learner.half_life_days)
+        own = item_history(prefs, now, self.half_life_days)
         weights = self._weights(prefs, access)
-        space, model = catalog.space, self.learner.model
+        space, model = catalog.space, self.model.current
         bought = {item for item, event_type, _ in acted if event_type == "purchase"}
         rejected = {item for item, event_type, props in acted
                     if event_type == "return" or (event_type == "rating" and float(props.get("rating", 3)) <= 2)}
@@ -128,8 +138,8 @@ class Discovery:
                 known = rows >= 0
                 scores[known] = model.popularity[rows[known]]
         else:
-            scores = recommender.score(space, model, own, weights, self.learner.blend, repurchase)
-        picked = recommender.rerank(space, scores, candidates, limit, 0.0 if cold else self.learner.blend.diversity)
+            scores = recommender.score(space, model, own, weights, self.blend, repurchase)
+        picked = recommender.rerank(space, scores, candidates, limit, 0.0 if cold else self.blend.diversity)
         items = [RecommendedItem(item_id=space.item_ids[i], title=catalog.items[space.item_ids[i]].title,
                                  kind=str(space.kinds[i]), score=round(float(scores[i]), 4),
                                  reasons=self._reasons(i, catalog, model, own, weights, bought if repurchase else set(),

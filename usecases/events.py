@@ -13,7 +13,8 @@ from ..domain.events import EVENT_TYPES, MAX_PROPERTIES, MAX_PROPERTY_BYTES, Eve
 from ..domain.ports import Store
 from ..domain.text import all_storable, is_storable
 from ..privacy.gate import Access
-from .learning import Learner
+from .learning import PreferenceLearner
+from .vectors import IndexUpkeep
 from .views import EventsRecorded
 
 MAX_BATCH = 500
@@ -82,10 +83,11 @@ def validate(raw: EventInput, now: datetime, retention_days: int, where: str = "
 
 
 class Events:
-    def __init__(self, store: Store, retention_days: int, learner: Learner) -> None:
+    def __init__(self, store: Store, retention_days: int, learner: PreferenceLearner, upkeep: IndexUpkeep) -> None:
         self.store = store
         self.retention_days = retention_days
         self.learner = learner
+        self.upkeep = upkeep
 
     async def record(self, access: Access, raw: Sequence[EventInput]) -> EventsRecorded:
         if not raw:
@@ -109,5 +111,5 @@ class Events:
             ids = await repo.add_events(events, access.now)
             learning = await self.learner.on_events(repo, ids, events)
         if learning == "applied":
-            await self.learner.refresh(users)
+            await self.upkeep.refresh(users)
         return EventsRecorded(recorded=len(ids), event_ids=ids, learning=learning)

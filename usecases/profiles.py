@@ -12,7 +12,8 @@ from ..domain.fields import BY_NAME, SECTIONS
 from ..domain.ports import Store
 from ..domain.profiles import Attribute, check_source, coerce_value, winning
 from ..privacy.gate import Access
-from .learning import Learner
+from .learning import PreferenceLearner
+from .vectors import IndexUpkeep
 from .views import (
     SECTION_MODELS,
     AttributeView,
@@ -29,9 +30,10 @@ RECENT_WINDOW = 500  # events the behaviour patterns are read from
 
 
 class Profiles:
-    def __init__(self, store: Store, learner: Learner) -> None:
+    def __init__(self, store: Store, learner: PreferenceLearner, upkeep: IndexUpkeep) -> None:
         self.store = store
         self.learner = learner
+        self.upkeep = upkeep
 
     async def view(self, access: Access, user_id: str, sections: Sequence[str] | None) -> ProfileView:
         wanted = list(SECTIONS) if not sections else list(dict.fromkeys(sections))
@@ -120,5 +122,5 @@ class Profiles:
             if stated:
                 await self.learner.on_statement(repo, user_id, access.now)
         if stated:
-            await self.learner.refresh([user_id])
+            await self.upkeep.refresh([user_id])
         return ProfileUpdate(user_id=user_id, created=created, updated=sorted(attributes), source=source)
