@@ -329,19 +329,15 @@ class Truth:
 async def stored_vectors(runtime: Runtime) -> tuple[list[str], np.ndarray]:
     """Every indexed user's stored vector: users who consent to profiling now and have a vector of this model."""
     model = runtime.embedder.name
-
-    def read(conn: Any) -> list[Any]:
-        stmt = (sa.select(t.user_vectors.c.user_id, t.user_vectors.c.vector)
-                .where(t.user_vectors.c.model == model).order_by(t.user_vectors.c.user_id))
-        return conn.execute(stmt).all()
-
-    rows = await runtime.store.db.run_sync(read)
-    consenting: set[str] = set()
+    ids: list[str] = []
+    blobs: list[bytes] = []
     async for page in consenting_pages(runtime.store, PROFILING, runtime.clock.now()):
-        consenting.update(page)
-    rows = [r for r in rows if r[0] in consenting]
-    matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype="<f4").reshape(len(rows), -1).astype(np.float32)
-    return [r[0] for r in rows], matrix
+        async with runtime.store.read() as repo:
+            stored = sorted((v for v in await repo.user_vectors(page) if v.model == model), key=lambda v: v.user_id)
+        ids += [v.user_id for v in stored]
+        blobs += [v.data for v in stored]
+    matrix = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(ids), -1).astype(np.float32)
+    return ids, matrix
 
 
 def exact_top(matrix: np.ndarray, queries: np.ndarray, k: int = 10) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -12,7 +12,7 @@ from .catalog import Item
 from .consent import ConsentRecord, SubjectConsents
 from .events import Event
 from .preferences import Preference, StoredVector
-from .profiles import Attribute
+from .profiles import Attribute, NewSubject
 
 
 class Clock(Protocol):
@@ -25,6 +25,10 @@ class Repositories(Protocol):
     async def profile_exists(self, user_id: str) -> bool: ...
     async def existing_profiles(self, user_ids: Sequence[str]) -> set[str]: ...
     async def create_profile(self, user_id: str, at: datetime) -> None: ...
+    async def import_subjects(self, subjects: Sequence[NewSubject]) -> None:
+        """Profiles with their attributes, events and consent history, in bulk. Events are recorded as they
+        happened (at their ``occurred_at``) and are not learned from: relearn after a load."""
+        ...
     async def attributes(self, user_id: str) -> list[Attribute]: ...
     async def put_attributes(self, user_id: str, attributes: Sequence[Attribute]) -> None: ...
     async def user_ids(self, prefix: str, limit: int) -> list[str]: ...
@@ -79,6 +83,16 @@ class AuditStore(Protocol):
         """The place and hash recorded with the newest append."""
         ...
     def entries(self, subject: str | None = None) -> AsyncIterator[ChainedEntry]: ...
+
+
+class EmbeddingCache(Protocol):
+    """Embeddings already received from a paid or remote model, so each text is requested once per model."""
+
+    async def get_many(self, model: str, texts: Sequence[str]) -> dict[str, Any]:
+        """The cached vectors among ``texts`` (float32 numpy arrays), by text; misses are absent."""
+        ...
+
+    async def put_many(self, model: str, vectors: Mapping[str, Any]) -> None: ...
 
 
 class Embedder(Protocol):

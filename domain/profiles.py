@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from .consent import ConsentRecord
 from .errors import InvalidArgument
+from .events import Event
 from .fields import BY_NAME, MAX_TAG, MAX_TAGS, MAX_TEXT, FieldSpec
 from .text import is_storable
 
@@ -38,6 +41,17 @@ class Attribute:
     source: str
     confidence: float
     observed_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class NewSubject:
+    """A data subject with a history, as a bulk load brings them (the demo, an import)."""
+
+    user_id: str
+    created_at: datetime
+    attributes: Sequence[Attribute] = ()
+    events: Sequence[Event] = ()
+    consents: Sequence[ConsentRecord] = ()  # oldest first: the order the ledger reads them in
 
 
 def winning(attributes: list[Attribute]) -> dict[str, Attribute]:

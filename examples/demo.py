@@ -11,7 +11,8 @@ age band, communication preferences, psychographics, name and email) carry prove
 history (grants, denials, withdrawals, expiring grants, sale opt-outs); habits (active hours, weekdays, devices)
 differ per user; wellbeing users check in their moods, but only while they consent to it.
 
-``load_demo`` bulk-loads it through ``store.db.run_sync`` in transactions of a few thousand users.
+``load_demo`` bulk-loads it through the store's port (``import_subjects``) in transactions of a few thousand
+users.
 """
 
 from __future__ import annotations
@@ -24,21 +25,17 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
 from itertools import accumulate
 from typing import Any
 
 import numpy as np
-import sqlalchemy as sa
-from sqlalchemy.engine import Connection
 
 from ..domain.catalog import Item
 from ..domain.consent import ConsentRecord, ConsentState
 from ..domain.errors import Conflict
 from ..domain.events import MOODS, Event
-from ..domain.profiles import Attribute
-from ..store.sql import schema as t
-from ..store.sql.store import SQLStore
+from ..domain.ports import Repositories, Store
+from ..domain.profiles import Attribute, NewSubject
 
 DAY = 86_400
 WINDOW_DAYS = 180  # behavioural history reaches this far back from ``now``
@@ -767,62 +764,37 @@ def _epoch(now: datetime) -> int:
 # -- loading -------------------------------------------------------------------------------------------------
 
 USERS_PER_TRANSACTION = 2000
-ROWS_PER_INSERT = 5000
 
 
-def _load_catalog(catalog: list[Item], conn: Connection) -> int:
+async def _load_catalog(catalog: list[Item], repo: Repositories) -> int:
     """Insert the items not stored yet; refuse when a stored item differs (another seed's catalog)."""
-    stored = {r.item_id: r for r in conn.execute(
-        sa.select(t.items).where(t.items.c.item_id.in_([i.item_id for i in catalog])))}
+    stored = {i.item_id: i for i in await repo.items([i.item_id for i in catalog])}
     for item in catalog:
-        row = stored.get(item.item_id)
-        if row is not None and (row.kind, row.title, row.attributes) != (item.kind, item.title, item.attributes):
+        known = stored.get(item.item_id)
+        if known is not None and known != item:
             raise Conflict(
                 f"The store already holds a different demo catalog (item {item.item_id!r} differs from what this "
                 f"seed generates).", "Load the demo with the seed it was first loaded with, or into an empty store.")
-    rows = [{"item_id": i.item_id, "kind": i.kind, "title": i.title, "attributes": i.attributes}
-            for i in catalog if i.item_id not in stored]
-    if rows:
-        conn.execute(t.items.insert(), rows)
-    return len(rows)
+    new = [i for i in catalog if i.item_id not in stored]
+    await repo.put_items(new)
+    return len(new)
 
 
-def _insert(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    for i in range(0, len(rows), ROWS_PER_INSERT):
-        conn.execute(table.insert(), rows[i:i + ROWS_PER_INSERT])
-
-
-def _load_users(first: int, last: int, seed: int, now_s: int, cat: _CatalogIndex,
-                conn: Connection) -> Counter[str]:
-    """Generate and insert users ``first..last`` that are not stored yet, in the caller's transaction."""
+async def _load_users(first: int, last: int, seed: int, now_s: int, cat: _CatalogIndex,
+                      repo: Repositories) -> Counter[str]:
+    """Generate and store users ``first..last`` that are not stored yet, in the caller's transaction."""
     ids = {f"user-{i:06d}": i for i in range(first, last + 1)}
-    # A range scan on the key finds them in one statement (it may also return other ids; those are ignored).
-    query = sa.select(t.profiles.c.user_id).where(t.profiles.c.user_id.between(min(ids), max(ids)))
-    present = {r[0] for r in conn.execute(query)} & ids.keys()
-    profiles, attributes, events, consents = [], [], [], []
-    for user_id, i in ids.items():
-        if user_id in present:
-            continue
-        user = _make_user(i, seed, now_s, cat)
-        updated = max([a.observed_at for a in user.attributes], default=user.created_at)
-        profiles.append({"user_id": user_id, "created_at": user.created_at, "updated_at": updated})
-        attributes += [{"user_id": user_id, "field": a.field, "source": a.source, "value": a.value,
-                        "confidence": a.confidence, "observed_at": a.observed_at} for a in user.attributes]
-        # Recorded as they happened: the demo stands for a history the server saw live.
-        events += [{"user_id": user_id, "event_type": e.event_type, "item_id": e.item_id,
-                    "properties": e.properties, "occurred_at": e.occurred_at, "recorded_at": e.occurred_at}
-                   for e in user.events]
-        consents += [{"user_id": user_id, "purpose": c.purpose, "state": c.state, "source": c.source,
-                      "evidence": c.evidence, "recorded_at": c.recorded_at, "expires_at": c.expires_at}
-                     for c in user.consents]
-    for table, rows in ((t.profiles, profiles), (t.attributes, attributes), (t.events, events),
-                        (t.consents, consents)):
-        _insert(conn, table, rows)
-    return Counter(users=len(profiles), attributes=len(attributes), events=len(events), consents=len(consents),
+    present = await repo.existing_profiles(list(ids))
+    # Recorded as they happened: the demo stands for a history the server saw live.
+    users = [_make_user(i, seed, now_s, cat) for user_id, i in ids.items() if user_id not in present]
+    await repo.import_subjects([NewSubject(u.user_id, u.created_at, u.attributes, u.events, u.consents)
+                                for u in users])
+    return Counter(users=len(users), attributes=sum(len(u.attributes) for u in users),
+                   events=sum(len(u.events) for u in users), consents=sum(len(u.consents) for u in users),
                    users_already_present=len(present))
 
 
-async def load_demo(store: SQLStore, users: int = 500, seed: int = 7, now: datetime | None = None
+async def load_demo(store: Store, users: int = 500, seed: int = 7, now: datetime | None = None
                     ) -> dict[str, int]:
     """Write the demo catalog and ``users`` users (profiles, attributes, events, consents) into ``store``.
 
@@ -839,9 +811,11 @@ async def load_demo(store: SQLStore, users: int = 500, seed: int = 7, now: datet
     now_s = _epoch(now if now is not None else datetime.now(UTC))
     catalog = generate_catalog(seed)
     index = _CatalogIndex(catalog)
-    counts: Counter[str] = Counter(items=await store.db.run_sync(partial(_load_catalog, catalog)))
+    async with store.write() as repo:
+        counts: Counter[str] = Counter(items=await _load_catalog(catalog, repo))
     for first in range(1, users + 1, USERS_PER_TRANSACTION):
         last = min(first + USERS_PER_TRANSACTION - 1, users)
-        counts += await store.db.run_sync(partial(_load_users, first, last, seed, now_s, index))
+        async with store.write() as repo:
+            counts += await _load_users(first, last, seed, now_s, index, repo)
     keys = ("items", "users", "attributes", "events", "consents", "users_already_present")
     return {k: counts[k] for k in keys}

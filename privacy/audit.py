@@ -53,6 +53,13 @@ class AuditLog:
         """The log in order; with ``subject`` (a raw user id) only the entries about that person."""
         return self._store.entries(None if subject is None else self._pseudonyms.subject(subject))
 
+    async def last(self) -> ChainedEntry | None:
+        return await self._store.last()
+
+    async def head(self) -> tuple[int, str] | None:
+        """The place and hash recorded with the newest append."""
+        return await self._store.head()
+
     async def verify(self) -> Verification:
         return await verify(self._store, await self._store.head())
 

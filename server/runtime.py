@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..domain.callers import Caller
-from ..domain.ports import Clock, Embedder, VectorIndex
+from ..domain.ports import Clock, Embedder, Store, VectorIndex
 from ..privacy.audit import AuditLog
 from ..privacy.gate import Gate
 from ..privacy.pseudonyms import Pseudonymizer
@@ -50,8 +50,10 @@ def callers_from(settings: Settings) -> dict[str, Caller]:
 
 @dataclass
 class Runtime:
+    """Everything built from settings, by its port: nothing past the bootstrap knows which adapters these are."""
+
     settings: Settings
-    store: SQLStore
+    store: Store
     clock: Clock
     gate: Gate
     usecases: UseCases
@@ -76,12 +78,11 @@ def open_store(settings: Settings) -> SQLStore:
 
 def open_embedder(settings: Settings, store: SQLStore) -> Embedder:
     if settings.user_profiling.embedder == "openai":
-        from ..store.embedders.cache import SQLEmbeddingCache
         from ..store.embedders.openai import OpenAIEmbedder
 
         o = settings.openai
         return OpenAIEmbedder.connect(
-            SQLEmbeddingCache(store.db), api_key=o.api_key.get_secret_value() if o.api_key else None,
+            store.embedding_cache(), api_key=o.api_key.get_secret_value() if o.api_key else None,
             base_url=o.base_url, model=o.model, dimensions=o.dimensions, batch_size=o.batch_size,
             timeout=o.timeout_seconds, max_retries=o.max_retries)
     from ..store.embedders.hashing import HashingEmbedder

@@ -332,11 +332,11 @@ async def snapshot(runtime: Runtime) -> dict[str, list[tuple[Any, ...]]]:
 
 
 async def audit_length(runtime: Runtime) -> int:
-    head = await runtime.store.head()
+    head = await runtime.audit.head()
     return 0 if head is None else head[0]
 
 
 async def newest_entry(runtime: Runtime) -> AuditEntry:
-    last = await runtime.store.last()
+    last = await runtime.audit.last()
     assert last is not None
     return last.entry

@@ -16,7 +16,6 @@ import yaml
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
-from mnky_profiles.privacy.audit import verify
 from mnky_profiles.server.cli import main
 from mnky_profiles.store.sql import schema
 
@@ -161,12 +160,11 @@ TAMPERING = {
 @pytest.mark.parametrize("how", list(TAMPERING))
 async def test_verify_finds_tampering(world: World, how: str) -> None:
     await fill(world)
-    store = world.runtime.store
-    intact = await verify(store, await store.head())
+    intact = await world.runtime.audit.verify()
     assert intact.ok and intact.entries == 6 and not intact.problems
     statements, problem = TAMPERING[how]
     await tamper(world, *statements)
-    broken = await verify(store, await store.head())
+    broken = await world.runtime.audit.verify()
     assert not broken.ok
     assert any(p.startswith(problem) for p in broken.problems), broken.problems
 

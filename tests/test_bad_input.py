@@ -386,5 +386,5 @@ async def test_garbage_in_the_arguments_never_reaches_the_audit_log(world: World
     await seed(world)
     async with connect(world.server("privacy-officer")) as c:
         await assert_refused_cleanly(world, c, "get_profile", {"user_id": USER, "purpose": "u1 ana@example.org"})
-    entries = [e.entry async for e in world.runtime.store.entries()]
+    entries = [e.entry async for e in world.runtime.audit.entries()]
     assert not [e for e in entries if "ana@example.org" in json.dumps([e.purpose, e.action, e.outcome])]

@@ -17,7 +17,7 @@ import pytest
 
 from mnky_profiles.domain.errors import StoreUnavailable
 from mnky_profiles.domain.ports import Embedder
-from mnky_profiles.store.embedders.cache import MemoryEmbeddingCache, SQLEmbeddingCache
+from mnky_profiles.store.embedders.cache import MemoryEmbeddingCache
 from mnky_profiles.store.embedders.hashing import HashingEmbedder, hashed_vector
 from mnky_profiles.store.embedders.openai import OpenAIEmbedder
 from mnky_profiles.store.sql.store import SQLStore
@@ -163,11 +163,11 @@ async def test_another_dimension_is_another_cache_entry(fake: FakeOpenAI, base_u
 async def test_the_cache_persists_in_the_sql_store(fake: FakeOpenAI, base_url: str, tmp_path: Path,
                                                    backend: str) -> None:
     async with pg_schema() if backend == "postgresql" else _no_schema() as schema:
-        async with sql_store(backend, tmp_path, schema) as store, embedder(base_url, SQLEmbeddingCache(store.db)) as e:
+        async with sql_store(backend, tmp_path, schema) as store, embedder(base_url, store.embedding_cache()) as e:
             first = await e.embed(TOKENS)
         assert len(fake.requests) == 1
         # A new process: a new store connection, a new client, an empty memory.
-        async with sql_store(backend, tmp_path, schema) as store, embedder(base_url, SQLEmbeddingCache(store.db)) as e:
+        async with sql_store(backend, tmp_path, schema) as store, embedder(base_url, store.embedding_cache()) as e:
             again = await e.embed([*reversed(TOKENS), "note:new"])
         assert len(fake.requests) == 2 and fake.requests[-1]["input"] == ["note:new"]
         assert again[:5] == list(reversed(first))

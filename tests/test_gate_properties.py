@@ -384,7 +384,7 @@ async def test_analytics_refuses_individual_level_reads(backend: str, tmp_path: 
         async with connect(world.server("analyst")) as c:
             with pytest.raises(MCPError, match="aggregates only"):
                 await c.read_resource("profile://u1")
-        outcomes = [e.entry.outcome async for e in world.runtime.store.entries()][-3:]
+        outcomes = [e.entry.outcome async for e in world.runtime.audit.entries()][-3:]
     assert outcomes == ["error:not_permitted"] * 3
 
 

@@ -467,6 +467,6 @@ async def test_user_id_completion_respects_role_and_bound_subject(surface: World
         assert await complete(c, PROFILE, "user_id", "b") == []
     async with connect(surface.server("writer-only")) as c:
         assert await complete(c, PROFILE, "user_id", "") == []
-    entries = [e.entry async for e in surface.runtime.store.entries()]
+    entries = [e.entry async for e in surface.runtime.audit.entries()]
     completions = [e for e in entries if e.action == "completion:user_id"]
     assert completions and not [e for e in completions if re.search(r"\b(ana|andre|bob)\b", audit_text(e))]

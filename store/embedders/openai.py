@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...domain.errors import StoreUnavailable
-from .cache import EmbeddingCache
+from ...domain.ports import EmbeddingCache
 
 if TYPE_CHECKING:
     from openai import AsyncOpenAI

@@ -14,7 +14,7 @@ from ...domain.catalog import Item
 from ...domain.consent import SALE_OPT_OUT_SOURCES, ConsentRecord, SubjectConsents, fold
 from ...domain.events import Event
 from ...domain.preferences import ITEM_FACET, Preference, StoredVector
-from ...domain.profiles import Attribute
+from ...domain.profiles import Attribute, NewSubject
 from ...domain.purposes import PURPOSES
 from . import schema as t
 from .database import Conn
@@ -22,6 +22,7 @@ from .schema import UTCDateTime
 
 T = TypeVar("T", str, int)
 IN_LIST = 500  # values per IN list: well inside every driver's parameter limit
+BULK_ROWS = 5000  # rows per multi-row insert of a bulk load
 
 
 def chunks(values: Iterable[T]) -> Iterator[list[T]]:
@@ -91,6 +92,21 @@ def _preference(r: Any) -> Preference:
     return Preference(r.token, r.source, r.weight, r.ref_at, r.evidence_count, tuple(r.evidence), r.updated_at)
 
 
+def _attribute_row(user_id: str, a: Attribute) -> dict[str, Any]:
+    return {"user_id": user_id, "field": a.field, "source": a.source, "value": a.value, "confidence": a.confidence,
+            "observed_at": a.observed_at}
+
+
+def _event_row(e: Event, recorded_at: datetime) -> dict[str, Any]:
+    return {"user_id": e.user_id, "event_type": e.event_type, "item_id": e.item_id, "properties": e.properties,
+            "occurred_at": e.occurred_at, "recorded_at": recorded_at}
+
+
+def _consent_row(r: ConsentRecord) -> dict[str, Any]:
+    return {"user_id": r.user_id, "purpose": r.purpose, "state": r.state, "source": r.source,
+            "evidence": r.evidence, "recorded_at": r.recorded_at, "expires_at": r.expires_at}
+
+
 def insert_for(dialect: str, table: sa.Table) -> Any:
     """The dialect's INSERT, which knows ON CONFLICT."""
     return postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
@@ -124,6 +140,18 @@ class SQLRepositories:
     async def create_profile(self, user_id: str, at: datetime) -> None:
         await self.conn.execute(t.profiles.insert(), {"user_id": user_id, "created_at": at, "updated_at": at})
 
+    async def import_subjects(self, subjects: Sequence[NewSubject]) -> None:
+        rows: dict[sa.Table, list[dict[str, Any]]] = {t.profiles: [], t.attributes: [], t.events: [], t.consents: []}
+        for s in subjects:
+            updated = max([a.observed_at for a in s.attributes], default=s.created_at)
+            rows[t.profiles].append({"user_id": s.user_id, "created_at": s.created_at, "updated_at": updated})
+            rows[t.attributes] += [_attribute_row(s.user_id, a) for a in s.attributes]
+            rows[t.events] += [_event_row(e, e.occurred_at) for e in s.events]
+            rows[t.consents] += [_consent_row(c) for c in s.consents]
+        for table, values in rows.items():
+            for i in range(0, len(values), BULK_ROWS):
+                await self.conn.execute(table.insert(), values[i:i + BULK_ROWS])
+
     async def attributes(self, user_id: str) -> list[Attribute]:
         rows = (await self.conn.execute(_ATTRS, {"u": user_id})).all()
         return [Attribute(r.field, r.value, r.source, r.confidence, r.observed_at) for r in rows]
@@ -133,10 +161,7 @@ class SQLRepositories:
             return
         stmt = upsert(self.conn.dialect, t.attributes, ("user_id", "field", "source"),
                       ("value", "confidence", "observed_at"))
-        await self.conn.execute(stmt, [
-            {"user_id": user_id, "field": a.field, "source": a.source, "value": a.value,
-             "confidence": a.confidence, "observed_at": a.observed_at} for a in attributes
-        ])
+        await self.conn.execute(stmt, [_attribute_row(user_id, a) for a in attributes])
         latest = max(a.observed_at for a in attributes)
         await self.conn.execute(
             t.profiles.update().where(t.profiles.c.user_id == user_id).values(updated_at=latest))
@@ -155,10 +180,7 @@ class SQLRepositories:
         if not events:
             return []
         stmt = t.events.insert().returning(t.events.c.id, sort_by_parameter_order=True)
-        rows = (await self.conn.execute(stmt, [
-            {"user_id": e.user_id, "event_type": e.event_type, "item_id": e.item_id, "properties": e.properties,
-             "occurred_at": e.occurred_at, "recorded_at": recorded_at} for e in events
-        ])).all()
+        rows = (await self.conn.execute(stmt, [_event_row(e, recorded_at) for e in events])).all()
         return [r[0] for r in rows]
 
     async def event_counts(self, user_id: str) -> dict[str, int]:
@@ -176,10 +198,7 @@ class SQLRepositories:
         return fold(user_id, await self.consent_history(user_id))
 
     async def add_consent(self, record: ConsentRecord) -> None:
-        await self.conn.execute(t.consents.insert(), {
-            "user_id": record.user_id, "purpose": record.purpose, "state": record.state, "source": record.source,
-            "evidence": record.evidence, "recorded_at": record.recorded_at, "expires_at": record.expires_at,
-        })
+        await self.conn.execute(t.consents.insert(), _consent_row(record))
 
     async def existing_items(self, item_ids: Sequence[str]) -> set[str]:
         found: set[str] = set()

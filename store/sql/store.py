@@ -15,6 +15,7 @@ from ...domain.errors import Conflict
 from .. import migrations
 from . import schema as t
 from .database import Database, PostgresDatabase, SQLiteDatabase
+from .embedding_cache import SQLEmbeddingCache
 from .repositories import SQLRepositories, upsert
 
 _LAST = sa.select(t.audit_log).order_by(t.audit_log.c.seq.desc()).limit(1)
@@ -63,6 +64,10 @@ class SQLStore:
 
     async def close(self) -> None:
         await self.db.close()
+
+    def embedding_cache(self) -> SQLEmbeddingCache:
+        """Where a remote embedder keeps what it received (the ``EmbeddingCache`` port), in this database."""
+        return SQLEmbeddingCache(self.db)
 
     # -- server keys ---------------------------------------------------------------------------------------
     async def secret(self, name: str) -> bytes:
