@@ -33,7 +33,6 @@ NON_PERSONAL = (OPERATIONAL, PUBLIC)
 
 # Categories whose values identify a person directly; withheld under anonymization unless allowed.
 DIRECT_IDENTIFIERS = (NAME, CONTACT)
-SENSITIVE = (EMOTIONAL,)
 
 
 def covers(grant: str, category: str) -> bool:

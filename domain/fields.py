@@ -81,3 +81,8 @@ BY_NAME: dict[str, FieldSpec] = {f.name: f for f in FIELDS}
 
 def in_section(section: str) -> tuple[FieldSpec, ...]:
     return tuple(f for f in FIELDS if f.section == section)
+
+
+# Sections of stated attributes (the others hold one pattern derived from events).
+ATTRIBUTE_SECTIONS = tuple(s for s in SECTIONS if all(f.kind != "derived" for f in in_section(s)))
+assert set(SECTIONS) == {f.section for f in FIELDS}

@@ -139,6 +139,12 @@ def stated_weights(attributes: Iterable[Attribute], vocabulary: Mapping[str, lis
     return wanted
 
 
+def attribute_weights(preferences: Iterable[Preference], when: datetime, half_life_days: float) -> dict[str, float]:
+    """Token -> weight as of ``when`` on the attribute tokens (not the items): what content scores and shared
+    likes read."""
+    return {t: w for t, w in effective(preferences, when, half_life_days).items() if not is_item(t)}
+
+
 def item_history(preferences: Iterable[Preference], when: datetime, half_life_days: float) -> dict[str, float]:
     """Item -> decayed interaction strength as of ``when``, from the ``item:`` tokens (what the item model reads)."""
     weights = effective((p for p in preferences if is_item(p.token)), when, half_life_days)

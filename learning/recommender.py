@@ -174,15 +174,6 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / peak if peak > 1e-12 else x
 
 
-@dataclass(frozen=True, slots=True)
-class Scored:
-    item_id: str
-    score: float
-    collaborative: float
-    content: float
-    popular: float
-
-
 def score(space: ItemSpace, model: ItemModel | None, history: Mapping[str, float], weights: Mapping[str, float],
           blend: Blend, repurchase: bool) -> np.ndarray:
     """A relevance score for every item of ``space`` (same order)."""

@@ -7,6 +7,7 @@ import hashlib
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from ..domain.audit import AuditEntry, ChainedEntry, Withholding
 from ..domain.ports import AuditStore, Clock
@@ -46,12 +47,14 @@ class AuditLog:
         """One entry; ``subject`` is the raw user id, which never reaches the log (its pseudonym does)."""
         return await self.append(AuditEntry(
             at=self._clock.now(), caller=caller, action=action,
-            subject=None if subject is None else self._pseudonyms.subject(subject), purpose=purpose,
+            subject=None if subject is None else await self._pseudonyms.subject(subject), purpose=purpose,
             released=tuple(released), withheld=tuple(withheld), outcome=outcome))
 
-    def entries(self, subject: str | None = None) -> AsyncIterator[ChainedEntry]:
+    async def entries(self, subject: str | None = None) -> AsyncIterator[ChainedEntry]:
         """The log in order; with ``subject`` (a raw user id) only the entries about that person."""
-        return self._store.entries(None if subject is None else self._pseudonyms.subject(subject))
+        pseudonym = None if subject is None else await self._pseudonyms.subject(subject)
+        async for entry in self._store.entries(pseudonym):
+            yield entry
 
     async def last(self) -> ChainedEntry | None:
         return await self._store.last()
@@ -62,6 +65,30 @@ class AuditLog:
 
     async def verify(self) -> Verification:
         return await verify(self._store, await self._store.head())
+
+    # -- the personal-data port: who accessed the subject's data, for what ------------------------------------
+    # Entries are never removed (that would break the chain). Once the subject's key is erased with their profile,
+    # nothing links them to the person any more, and ``held`` finds none.
+    holder = "audit_log"
+
+    async def held(self, user_id: str) -> dict[str, int]:
+        count = 0
+        async for _ in self.entries(user_id):
+            count += 1
+        return {"entries": count} if count else {}
+
+    async def export(self, user_id: str) -> dict[str, Any]:
+        found = [{"seq": c.seq, "at": c.entry.at.isoformat(), "caller": c.entry.caller, "action": c.entry.action,
+                  "purpose": c.entry.purpose, "outcome": c.entry.outcome, "released": list(c.entry.released),
+                  "withheld": [{"field": w.field, "category": w.category, "reason": w.reason}
+                               for w in c.entry.withheld]}
+                 async for c in self.entries(user_id)]
+        return {"entries": found} if found else {}
+
+    async def erase(self, user_id: str) -> dict[str, int]:
+        """Nothing is removed here; the count is of the entries that the erasure of the key leaves unlinkable."""
+        held = await self.held(user_id)
+        return {"entries_unlinked": held["entries"]} if held else {}
 
     async def append(self, entry: AuditEntry) -> ChainedEntry:
         async with self._lock:

@@ -1,24 +1,82 @@
-"""Keyed pseudonyms (HMAC-SHA256). The audit log names subjects by one; each caller sees others by its own."""
+"""Keyed pseudonyms (HMAC-SHA256). The audit log names subjects by one; each caller sees other people by its own.
+
+Every pseudonym of a subject comes from that subject's own key, made with their profile and erased with it: after
+erasure nobody, the operator included, can tell which old audit entries were theirs, and a caller holding one of
+their pseudonyms cannot match it to anyone (an account made again under the same id gets a new key). An id with
+no profile (a call refused for an unknown user) is named with the server's key.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from ..domain.ports import SubjectKeys
+from .subjects import is_user_id
+
+
+def _mac(secret: bytes, *parts: str) -> str:
+    # surrogatepass: an id that is not valid UTF-8 (a lone surrogate in a refused call) is still named.
+    message = "\x1f".join(parts).encode("utf-8", "surrogatepass")
+    return hmac.new(secret, message, hashlib.sha256).hexdigest()
 
 
 class Pseudonymizer:
-    def __init__(self, secret: bytes) -> None:
-        self._secret = secret
+    """Keys are read from the store and kept for ``ttl`` seconds (at most ``capacity`` of them): another process
+    that erases a subject is followed within that time; this process's erasure drops the key at once (``erase``)."""
 
-    def _mac(self, *parts: str) -> str:
-        # surrogatepass: an id that is not valid UTF-8 (a lone surrogate in a refused call) is still named.
-        message = "\x1f".join(parts).encode("utf-8", "surrogatepass")
-        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
+    holder = "pseudonym_cache"
 
-    def subject(self, user_id: str) -> str:
+    def __init__(self, server_key: bytes, keys: SubjectKeys, *, ttl: float = 60.0, capacity: int = 100_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._server_key = server_key
+        self._keys = keys
+        self._ttl = ttl
+        self._capacity = capacity
+        self._clock = clock
+        self._cache: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+
+    async def _subject_keys(self, user_ids: Sequence[str]) -> dict[str, bytes]:
+        now = self._clock()
+        found: dict[str, bytes] = {}
+        for user_id in user_ids:
+            cached = self._cache.get(user_id)
+            if cached is not None and cached[1] > now:
+                found[user_id] = cached[0]
+                self._cache.move_to_end(user_id)
+        # Text that could not be a user id (garbage in a refused call) has no profile: it is not looked up.
+        missing = [u for u in dict.fromkeys(user_ids) if u not in found and is_user_id(u)]
+        if missing:
+            fetched = await self._keys.subject_keys(missing)
+            for user_id, key in fetched.items():  # ids without a key are not kept: their profile may come next
+                self._cache[user_id] = (key, now + self._ttl)
+                self._cache.move_to_end(user_id)
+            while len(self._cache) > self._capacity:
+                self._cache.popitem(last=False)
+            found |= fetched
+        return found
+
+    async def subject(self, user_id: str) -> str:
         """The audit log's name for a data subject."""
-        return "s_" + self._mac("subject", user_id)[:32]
+        key = (await self._subject_keys([user_id])).get(user_id)
+        return "s_" + (_mac(key, "subject") if key is not None else _mac(self._server_key, "subject", user_id))[:32]
 
-    def for_caller(self, caller: str, user_id: str) -> str:
-        """How ``caller`` sees another person: stable for that caller, unlinkable across callers."""
-        return "p_" + self._mac("caller", caller, user_id)[:24]
+    async def for_callers(self, caller: str, user_ids: Sequence[str]) -> dict[str, str]:
+        """How ``caller`` sees other people: stable for that caller, unlinkable across callers."""
+        keys = await self._subject_keys(user_ids)
+        return {u: "p_" + (_mac(keys[u], "caller", caller) if u in keys
+                           else _mac(self._server_key, "caller", caller, u))[:24] for u in user_ids}
+
+    # -- the personal-data port: a subject's key, kept in memory ------------------------------------------------
+    async def held(self, user_id: str) -> dict[str, int]:
+        return {"key": 1} if user_id in self._cache else {}
+
+    async def export(self, user_id: str) -> dict[str, Any]:
+        return {}  # a key is what makes the pseudonyms theirs, not data about them
+
+    async def erase(self, user_id: str) -> dict[str, int]:
+        return {"key": 1} if self._cache.pop(user_id, None) is not None else {}

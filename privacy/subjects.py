@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 import types
 from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Annotated, Any, Union, get_args, get_origin, get_type_hints
 
 from pydantic import BaseModel, Field
+
+from ..domain.limits import MAX_ID
 
 
 class _Subject:
@@ -25,8 +28,14 @@ class _Subject:
 
 SUBJECT = _Subject()
 
-UserId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:@-]+$",
+USER_ID = re.compile(r"^[A-Za-z0-9_.:@-]+$")
+UserId = Annotated[str, Field(min_length=1, max_length=MAX_ID, pattern=USER_ID.pattern,
                               description="The brand's id for the user."), SUBJECT]
+
+
+def is_user_id(value: str) -> bool:
+    """Whether ``value`` could be a user id at all (what ``UserId`` accepts)."""
+    return 0 < len(value) <= MAX_ID and USER_ID.fullmatch(value) is not None
 
 Path = tuple[str, ...]
 ITEMS, KEYS, VALUES = "[]", "{keys}", "{values}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..domain.fields import ATTRIBUTE_SECTIONS
 from ..privacy.subjects import UserId
 from ..privacy.surface import prompt
 from ..tools.arguments import Purpose
@@ -20,7 +21,7 @@ def render_personalize(view: ProfileView) -> str:
         f"Profile of user {view.user_id} for purpose '{view.purpose}'. Ground your reply on these facts only;",
         "do not guess what is missing or withheld.",
     ]
-    for section in ("identity", "demographics", "location", "communication", "psychographics", "preferences"):
+    for section in ATTRIBUTE_SECTIONS:
         part = getattr(view, section)
         if part is None:
             continue

@@ -139,7 +139,6 @@ class GatedSurface:
         gated.__module__ = handler.fn.__module__
         gated.__doc__ = handler.description
         gated.__annotations__ = {p.name: p.annotation for p in params} | {"return": returns}
-        gated.__mnky_gated__ = handler  # type: ignore[attr-defined]
         return gated
 
     # -- the last line ---------------------------------------------------------------------------------------

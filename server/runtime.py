@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..domain.callers import Caller
-from ..domain.ports import Clock, Embedder, Store, VectorIndex
+from ..domain.ports import Clock, Embedder, PersonalData, Store, VectorIndex
 from ..privacy.audit import AuditLog
 from ..privacy.gate import Gate
 from ..privacy.pseudonyms import Pseudonymizer
@@ -62,6 +62,10 @@ class Runtime:
     callers: dict[str, Caller]
     embedder: Embedder
     index: VectorIndex
+    # Everything that keeps data about a subject, in the order an erasure goes through them: the audit trail and
+    # the index while the subject's key still names them, then the database (the key goes with the profile), the
+    # cached key, and the shared model refitted without them.
+    holders: tuple[PersonalData, ...] = ()
 
     async def close(self) -> None:
         await self.index.close()
@@ -117,7 +121,7 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> Runtime:
     closing: list[object] = [store]
     try:
         await store.migrate()
-        pseudonyms = Pseudonymizer(await store.secret("pseudonyms"))
+        pseudonyms = Pseudonymizer(await store.secret("pseudonyms"), store)
         embedder = open_embedder(settings, store)
         closing.insert(0, embedder)
         index, stale = await open_index(settings, embedder)
@@ -138,6 +142,7 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> Runtime:
             if close is not None:
                 await close()
         raise
+    audit = AuditLog(store, clock, pseudonyms)
     learner = PreferenceLearner(catalog, half_life_days=half_life, realtime=profiling.update_frequency == "realtime")
     usecases = UseCases(
         profiles=Profiles(store, learner, upkeep),
@@ -151,6 +156,6 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> Runtime:
     return Runtime(
         settings=settings, store=store, clock=clock,
         gate=Gate(store, clock, profiling.anonymization), usecases=usecases,
-        audit=AuditLog(store, clock, pseudonyms), pseudonyms=pseudonyms, callers=callers_from(settings),
-        embedder=embedder, index=index,
+        audit=audit, pseudonyms=pseudonyms, callers=callers_from(settings),
+        embedder=embedder, index=index, holders=(audit, index, store, pseudonyms, model),
     )

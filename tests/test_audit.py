@@ -103,7 +103,7 @@ async def test_entries_never_hold_raw_identifiers_or_values(world: World) -> Non
     async with world.runtime.store.read() as repo:
         rows = (await repo.conn.execute(sa.select(schema.audit_log))).all()
     assert len(rows) > 3 * len(CALLS)
-    subject = world.runtime.pseudonyms.subject(USER)
+    subject = await world.runtime.pseudonyms.subject(USER)
     assert sum(1 for r in rows if r.subject == subject) > len(CALLS)
     for row in rows:
         text = repr(tuple(row))

@@ -18,9 +18,8 @@ from mcp import Client
 
 from mnky_profiles.domain.events import EVENT_TYPES, MAX_PROPERTIES, MAX_PROPERTY_BYTES
 from mnky_profiles.domain.fields import BY_NAME, SECTIONS
+from mnky_profiles.domain.limits import MAX_ATTRIBUTES, MAX_BATCH
 from mnky_profiles.domain.purposes import CONSENT_PURPOSES, PURPOSE_NAMES, PURPOSES
-from mnky_profiles.usecases.events import MAX_BATCH
-from mnky_profiles.usecases.profiles import MAX_ATTRIBUTES
 
 from .conftest import FakeClock, World, open_world
 from .gate_support import audit_length, connect, newest_entry, required_arguments, resolve, snapshot

@@ -176,7 +176,7 @@ async def check_call(world: World, client: Client, user: MarkedUser, call: Call,
     assert await audit_length(runtime) == before + 1, where
     entry = await newest_entry(runtime)
     assert entry.action == handler.action and entry.caller == "probe"
-    assert entry.subject == runtime.pseudonyms.subject(user.user_id)
+    assert entry.subject == await runtime.pseudonyms.subject(user.user_id)
     logged = audit_text(entry)
     assert user.user_id not in logged and not [m for m in user.markers if m in logged], logged
 
@@ -353,7 +353,7 @@ async def test_a_caller_without_the_purpose_gets_an_audited_tool_error(world: Wo
     entry = await newest_entry(world.runtime)
     assert (entry.action, entry.caller, entry.outcome) == ("tool:get_profile", "shopping-assistant",
                                                            "error:not_permitted")
-    assert entry.subject == world.runtime.pseudonyms.subject("u1") and not entry.released
+    assert entry.subject == await world.runtime.pseudonyms.subject("u1") and not entry.released
 
 
 async def test_a_caller_without_the_role_gets_an_audited_tool_error(world: World) -> None:

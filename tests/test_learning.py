@@ -96,7 +96,7 @@ async def _state(world: World) -> tuple[dict[str, Any], dict[str, Any]]:
     async with world.runtime.store.read() as repo:
         prefs = {u: sorted((p.token, p.source, round(p.weight, 9), p.ref_at, p.evidence_count)
                            for p in await repo.preferences(u)) for u in ("u1", "u2")}
-        vectors = {u: await repo.user_vector(u) for u in ("u1", "u2")}
+        vectors = {v.user_id: v for v in await repo.user_vectors(["u1", "u2"])}
     return prefs, {u: (np.frombuffer(v.data, "<f4"), v.as_of) if v else None for u, v in vectors.items()}
 
 
@@ -139,7 +139,7 @@ async def test_rebuilding_a_vector_from_stored_weights_gives_the_stored_vector(w
     vectors = world.runtime.usecases.discovery.vectors
     vectors.forget()  # nothing cached: rebuild from the stored weights alone
     async with world.runtime.store.read() as repo:
-        stored = await repo.user_vector("u1")
+        (stored,) = await repo.user_vectors(["u1"])
         prefs = await repo.preferences("u1")
     assert stored is not None
     rebuilt = await vectors.of(prefs)
@@ -267,5 +267,5 @@ async def _prefs_and_vectors(world: World, users: list[str]) -> tuple[Any, Any]:
     async with world.runtime.store.read() as repo:
         prefs = {u: sorted((p.token, p.source, round(p.weight, 9), p.evidence_count)
                            for p in await repo.preferences(u)) for u in users}
-        vectors = {u: np.frombuffer((await repo.user_vector(u)).data, "<f4") for u in users}  # type: ignore[union-attr]
+        vectors = {v.user_id: np.frombuffer(v.data, "<f4") for v in await repo.user_vectors(users)}
     return prefs, vectors

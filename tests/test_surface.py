@@ -302,7 +302,7 @@ async def test_subjects_named_otherwise_are_bound_and_consent_checked(surface: W
             assert refused.is_error and "bound to one data subject" in refused.content[0].text, arguments
         assert not (await c.call_tool("probe_orders", {"purpose": "service",
                                                        "orders": [{"customer": "ana"}]})).is_error
-    assert (await newest_entry(runtime)).subject == runtime.pseudonyms.subject("ana")
+    assert (await newest_entry(runtime)).subject == await runtime.pseudonyms.subject("ana")
     async with connect(officer) as c:
         refused = await c.call_tool("probe_orders", {"purpose": "personalization",
                                                      "orders": [{"customer": "ana"}, {"customer": "bob"}]})
@@ -435,7 +435,7 @@ async def test_handlers_registered_around_the_gate_are_refused_and_audited(surfa
     assert [(e.action, e.outcome) for e in outcomes] == [
         ("tool:ungated_lookup", "error:ungated"), ("resource:ungated://...", "error:ungated"),
         ("prompt:ungated_prompt", "error:ungated")]
-    assert outcomes[0].subject == runtime.pseudonyms.subject("ana")
+    assert outcomes[0].subject == await runtime.pseudonyms.subject("ana")
     assert not [e for e in outcomes if "ana" in audit_text(e) or "leaked-marker" in audit_text(e)]
 
 

@@ -109,6 +109,18 @@ async def test_query_ranks_by_cosine_similarity(index: Any) -> None:
     assert [s for _, s in first] == sorted((s for _, s in first), reverse=True)
 
 
+async def test_it_holds_exports_and_erases_one_users_vector(index: Any) -> None:
+    """The personal-data port: a user's vector is all an index keeps about them."""
+    ids, vectors = await seeded(index)
+    assert index.holder == "similarity_index"
+    assert await index.held(ids[3]) == {"vector": 1} and await index.held("nobody") == {}
+    assert (await index.export(ids[3]))["vector"] == pytest.approx(vectors[3].tolist(), abs=1e-6)
+    assert await index.erase(ids[3]) == {"vector": 1}
+    assert await index.held(ids[3]) == {} and await index.export(ids[3]) == {} and await index.erase(ids[3]) == {}
+    assert ids[3] not in {i for i, _ in await index.query(vectors[3].tolist(), 5)}
+    assert await index.held(ids[4]) == {"vector": 1}
+
+
 async def test_vectors_are_normalized_on_the_way_in(index: Any) -> None:
     await index.upsert(["a", "b"], [[3.0] + [0.0] * (DIM - 1), [1.0, 1.0] + [0.0] * (DIM - 2)])
     fetched = await index.fetch(["a"])

@@ -6,6 +6,7 @@ from typing import Annotated
 
 from pydantic import Field
 
+from ..domain.limits import MAX_EVIDENCE, MAX_SOURCE
 from ..privacy.subjects import UserId
 from ..privacy.surface import tool
 from ..usecases.app import Scope
@@ -25,11 +26,11 @@ async def record_consent(
     user_id: UserId,
     purpose: Purpose,
     granted: Annotated[bool, Field(description="True to grant; false to deny or withdraw.")],
-    source: Annotated[str, Field(max_length=64, description="Where the choice was made, e.g. "
+    source: Annotated[str, Field(max_length=MAX_SOURCE, description="Where the choice was made, e.g. "
                                  "'chat:shopping-assistant'; 'do_not_sell_or_share' or 'global_privacy_control' "
                                  "for an opt-out of sale or sharing.")],
     expires_at: Annotated[Timestamp | None, Field(description="When a grant lapses (ISO 8601 with zone).")] = None,
-    evidence: Annotated[str | None, Field(max_length=2000, description="What the user was shown and said; "
+    evidence: Annotated[str | None, Field(max_length=MAX_EVIDENCE, description="What the user was shown and said; "
                                           "required to grant wellbeing.")] = None,
 ) -> ConsentView:
     """Record the user's consent choice for a purpose in the append-only ledger."""

@@ -6,14 +6,15 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
+from ..domain.limits import MAX_BATCH, MAX_ID
 from ..privacy.subjects import UserId
 from ..privacy.surface import tool
 from ..usecases.app import Scope
-from ..usecases.events import MAX_BATCH, EventInput
+from ..usecases.events import EventInput
 from ..usecases.views import EventsRecorded
 from .arguments import EventType, Timestamp
 
-ItemId = Annotated[str | None, Field(max_length=128, description="The catalog item, for item events.")]
+ItemId = Annotated[str | None, Field(max_length=MAX_ID, description="The catalog item, for item events.")]
 Properties = Annotated[dict[str, Any] | None, Field(
     description="Event details, e.g. {\"rating\": 5} or {\"query\": \"vanilla candle\"}; at most 32 keys.")]
 OccurredAt = Annotated[Timestamp | None, Field(description="When it happened (ISO 8601 with zone); now if absent.")]

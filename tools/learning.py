@@ -10,9 +10,7 @@ from ..privacy.subjects import UserId
 from ..privacy.surface import tool
 from ..usecases.app import Scope
 from ..usecases.views import PreferencesView, RecommendationsView, SimilarUsersView
-from .arguments import Purpose
-
-Limit = Annotated[int, Field(ge=1, le=100, description="How many to return (1 to 100).")]
+from .arguments import Limit, Purpose
 
 
 @tool(title="Get preferences")

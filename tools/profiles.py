@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
+from ..domain.limits import MAX_ATTRIBUTES, MAX_SOURCE
 from ..privacy.subjects import UserId
 from ..privacy.surface import tool
 from ..usecases.app import Scope
@@ -30,8 +31,8 @@ async def update_profile(
     user_id: UserId,
     attributes: Annotated[dict[str, Any], Field(
         description="Field name to value, e.g. {\"likes\": [\"lavender\"], \"language\": \"en-GB\"}; "
-                    "fields and types in schema://profile. At most 64.")],
-    source: Annotated[str, Field(max_length=64, description="explicit (the user said it), "
+                    f"fields and types in schema://profile. At most {MAX_ATTRIBUTES}.")],
+    source: Annotated[str, Field(max_length=MAX_SOURCE, description="explicit (the user said it), "
                                  "external:<system> or inferred:<model>.")] = "explicit",
     confidence: Annotated[float | None, Field(ge=0, le=1, description="0 to 1; 1.0 for explicit input "
                                               "by default.")] = None,

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from ..domain.consent import SALE_OPT_OUT_SOURCES, ConsentDecision, ConsentRecord, ConsentState
 from ..domain.errors import InvalidArgument, UnknownUser
+from ..domain.limits import MAX_EVIDENCE, MAX_SOURCE
 from ..domain.ports import Store
 from ..domain.purposes import CONSENT_PURPOSES, PURPOSES
 from ..domain.text import is_storable
+from ..domain.timestamps import parse_timestamp
 from ..privacy.gate import Access
 from .vectors import IndexUpkeep
 from .views import ConsentEntry, ConsentLedgerView, ConsentView
-
-MAX_EVIDENCE = 2000
 
 
 def _view(user_id: str, decision: ConsentDecision) -> ConsentView:
@@ -65,8 +65,8 @@ class Consents:
             raise InvalidArgument(f"Purpose {purpose!r} rests on the contract and takes no consent record.",
                                   f"Consent-based purposes: {', '.join(CONSENT_PURPOSES)}.")
         source = source.strip()
-        if not source or len(source) > 64:
-            raise InvalidArgument("source must name where the consent came from (1 to 64 characters).",
+        if not source or len(source) > MAX_SOURCE:
+            raise InvalidArgument(f"source must name where the consent came from (1 to {MAX_SOURCE} characters).",
                                   "E.g. 'chat:shopping-assistant', 'web:preferences-page', 'global_privacy_control'.")
         if source in SALE_OPT_OUT_SOURCES and not spec.opted_out_by_sale_signals:
             raise InvalidArgument(f"Source {source!r} is an opt-out of sale or sharing; it applies to marketing.")
@@ -82,16 +82,7 @@ class Consents:
         if expires_at is not None:
             if not granted:
                 raise InvalidArgument("expires_at applies to grants only.")
-            try:
-                expiry = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
-            except ValueError:
-                raise InvalidArgument(f"expires_at {expires_at!r} is not an ISO 8601 timestamp.") from None
-            if expiry.tzinfo is None:
-                raise InvalidArgument(f"expires_at {expires_at!r} has no time zone.")
-            try:
-                expiry = expiry.astimezone(UTC)
-            except OverflowError:
-                raise InvalidArgument(f"expires_at {expires_at!r} is out of range.") from None
+            expiry = parse_timestamp(expires_at, "expires_at")
             if expiry <= access.now:
                 raise InvalidArgument(f"expires_at {expires_at!r} is not in the future.")
         async with self.store.write() as repo:

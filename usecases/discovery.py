@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..domain.errors import InvalidArgument, UnknownUser
+from ..domain.limits import MAX_RESULTS
 from ..domain.ports import Store, VectorIndex
 from ..domain.preferences import Preference
 from ..learning import recommender
 from ..learning.catalog import Catalog
-from ..learning.preferences import effective, is_item, item_history
+from ..learning.preferences import attribute_weights, is_item, item_history
 from ..learning.vectors import shared_likes
 from ..privacy.gate import Access
 from ..privacy.pseudonyms import Pseudonymizer
@@ -25,14 +26,13 @@ from .views import (
     SimilarUsersView,
 )
 
-MAX_LIMIT = 100
 FACET_WORDS = {"note": "scent note", "family": "scent family", "type": "product type", "mood": "mood",
                "price_band": "price band", "collection": "collection", "topic": "topic"}
 
 
 def _limit(limit: int) -> int:
-    if not 1 <= limit <= MAX_LIMIT:
-        raise InvalidArgument(f"limit must be between 1 and {MAX_LIMIT}.")
+    if not 1 <= limit <= MAX_RESULTS:
+        raise InvalidArgument(f"limit must be between 1 and {MAX_RESULTS}.")
     return limit
 
 
@@ -98,17 +98,16 @@ class Discovery:
         stale = [u for u, _ in hits if u not in consenting]
         if stale:
             await self.index.delete(stale)
-        neighbours = [
-            SimilarUser(pseudonym=self.pseudonyms.for_caller(access.caller.name, u), similarity=round(s, 4),
-                        shared_preferences=shared_likes(mine, self._weights(theirs[u], access)))
-            for u, s in hits if u in theirs
-        ][:limit]
+        kept = [(u, s) for u, s in hits if u in theirs][:limit]
+        names = await self.pseudonyms.for_callers(access.caller.name, [u for u, _ in kept])
+        neighbours = [SimilarUser(pseudonym=names[u], similarity=round(s, 4),
+                                  shared_preferences=shared_likes(mine, self._weights(theirs[u], access)))
+                      for u, s in kept]
         note = None if neighbours else "No consenting user is similar enough; lower min_similarity to widen."
         return view.model_copy(update={"neighbours": neighbours, "note": note})
 
     def _weights(self, prefs: list[Preference], access: Access) -> dict[str, float]:
-        return {t: w for t, w in effective(prefs, access.now, self.half_life_days).items()
-                if not is_item(t)}
+        return attribute_weights(prefs, access.now, self.half_life_days)
 
     async def recommend(self, access: Access, user_id: str, limit: int, kind: str | None,
                         repurchase: bool) -> RecommendationsView:

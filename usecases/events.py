@@ -5,19 +5,20 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from ..domain.errors import InvalidArgument, UnknownItem, UnknownUser
 from ..domain.events import EVENT_TYPES, MAX_PROPERTIES, MAX_PROPERTY_BYTES, Event, check_properties
+from ..domain.limits import MAX_BATCH
 from ..domain.ports import Store
 from ..domain.text import all_storable, is_storable
+from ..domain.timestamps import parse_timestamp
 from ..privacy.gate import Access
 from .learning import PreferenceLearner
 from .vectors import IndexUpkeep
 from .views import EventsRecorded
 
-MAX_BATCH = 500
 CLOCK_SKEW = timedelta(minutes=5)
 
 
@@ -33,17 +34,7 @@ class EventInput:
 def parse_time(raw: str | None, now: datetime, retention_days: int, where: str) -> datetime:
     if raw is None:
         return now
-    try:
-        value = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except (TypeError, ValueError):
-        raise InvalidArgument(f"{where}occurred_at {raw!r} is not an ISO 8601 timestamp.",
-                              "Use e.g. 2026-11-26T09:30:00Z, with a time zone.") from None
-    if value.tzinfo is None:
-        raise InvalidArgument(f"{where}occurred_at {raw!r} has no time zone.", "Add Z or an offset like +01:00.")
-    try:
-        value = value.astimezone(UTC)
-    except OverflowError:
-        raise InvalidArgument(f"{where}occurred_at {raw!r} is out of range.") from None
+    value = parse_timestamp(raw, f"{where}occurred_at")
     if value > now + CLOCK_SKEW:
         raise InvalidArgument(f"{where}occurred_at {raw!r} is in the future.")
     if value < now - timedelta(days=retention_days):
@@ -64,8 +55,6 @@ def validate(raw: EventInput, now: datetime, retention_days: int, where: str = "
     properties = raw.properties or {}
     if len(properties) > MAX_PROPERTIES:
         raise InvalidArgument(f"{where}properties has {len(properties)} keys; at most {MAX_PROPERTIES}.")
-
-
     try:
         size = len(json.dumps(properties))
     except (TypeError, ValueError):

@@ -8,7 +8,8 @@ from typing import Any
 
 from ..domain.errors import InvalidArgument, UnknownUser
 from ..domain.events import summarize_behavior, summarize_emotions
-from ..domain.fields import BY_NAME, SECTIONS
+from ..domain.fields import SECTIONS, in_section
+from ..domain.limits import MAX_ATTRIBUTES
 from ..domain.ports import Store
 from ..domain.profiles import Attribute, check_source, coerce_value, winning
 from ..privacy.gate import Access
@@ -24,8 +25,7 @@ from .views import (
     ProfileView,
 )
 
-MAX_ATTRIBUTES = 64
-SECTION_CATEGORIES = {s: tuple({f.category for f in BY_NAME.values() if f.section == s}) for s in SECTIONS}
+SECTION_CATEGORIES = {s: tuple({f.category for f in in_section(s)}) for s in SECTIONS}
 RECENT_WINDOW = 500  # events the behaviour patterns are read from
 
 
@@ -84,7 +84,7 @@ class Profiles:
         names = {a.field for a in attributes}
         held = []
         for section in SECTIONS:
-            specs = [f for f in BY_NAME.values() if f.section == section]
+            specs = in_section(section)
             if section == "behavior":
                 present = ["behavior"] if any(k != "mood_check_in" for k in counts) else []
             elif section == "emotional":

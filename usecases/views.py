@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, create_model
 
 from ..domain import categories as cat
-from ..domain.fields import FIELDS, SECTIONS
+from ..domain.fields import ATTRIBUTE_SECTIONS, SECTIONS, in_section
 from ..privacy.disclosure import GatedResult, disclosed, operational, public
 
 
@@ -40,23 +40,20 @@ class EmotionalView(BaseModel):
 
 
 def _section_model(section: str) -> type[BaseModel]:
-    fields: dict[str, Any] = {
-        f.name: (AttributeView | None, disclosed(f.category, f.description))
-        for f in FIELDS if f.section == section and f.kind != "derived"
-    }
+    fields: dict[str, Any] = {f.name: (AttributeView | None, disclosed(f.category, f.description))
+                              for f in in_section(section)}
     return create_model(f"{section.title()}Section", **fields)
 
 
-IdentitySection = _section_model("identity")
-DemographicsSection = _section_model("demographics")
-LocationSection = _section_model("location")
-CommunicationSection = _section_model("communication")
-PsychographicsSection = _section_model("psychographics")
-PreferencesSection = _section_model("preferences")
+SECTION_MODELS: dict[str, type[BaseModel]] = {s: _section_model(s) for s in ATTRIBUTE_SECTIONS}
+IdentitySection = SECTION_MODELS["identity"]
+DemographicsSection = SECTION_MODELS["demographics"]
+LocationSection = SECTION_MODELS["location"]
+CommunicationSection = SECTION_MODELS["communication"]
+PsychographicsSection = SECTION_MODELS["psychographics"]
+PreferencesSection = SECTION_MODELS["preferences"]
 
-Section = Literal["identity", "demographics", "location", "communication", "psychographics", "preferences",
-                  "behavior", "emotional"]
-assert set(Section.__args__) == set(SECTIONS)  # type: ignore[attr-defined]
+Section = Literal[SECTIONS]  # type: ignore[valid-type]
 
 
 class ProfileView(GatedResult):
@@ -72,11 +69,8 @@ class ProfileView(GatedResult):
     emotional: EmotionalView | None = disclosed(cat.EMOTIONAL, "Emotional patterns from mood check-ins.")
 
 
-SECTION_MODELS: dict[str, type[BaseModel]] = {
-    "identity": IdentitySection, "demographics": DemographicsSection, "location": LocationSection,
-    "communication": CommunicationSection, "psychographics": PsychographicsSection,
-    "preferences": PreferencesSection,
-}
+# The view names every section (it is the output schema); it names them in the catalog's order.
+assert [n for n in ProfileView.model_fields if n in SECTIONS] == list(SECTIONS)
 
 
 class ProfileUpdate(GatedResult):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -84,12 +85,15 @@ _WEIGHTS_OF = (sa.select(t.preferences.c.user_id, t.preferences.c.token, t.prefe
                       t.preferences.c.token.not_like(ITEM_FACET + ":%")))
 _WEIGHTS_OF_ON = _WEIGHTS_OF.where(t.preferences.c.token.in_(sa.bindparam("tokens", expanding=True)))
 _PREFS_ON = _PREFS.where(t.preferences.c.token.in_(sa.bindparam("tokens", expanding=True)))
-_VECTOR = sa.select(t.user_vectors).where(t.user_vectors.c.user_id == sa.bindparam("u"))
 _CONSENTS = sa.select(t.consents).where(t.consents.c.user_id == sa.bindparam("u")).order_by(t.consents.c.id)
 
 
 def _preference(r: Any) -> Preference:
     return Preference(r.token, r.source, r.weight, r.ref_at, r.evidence_count, tuple(r.evidence), r.updated_at)
+
+
+def _key_row(user_id: str) -> dict[str, Any]:
+    return {"user_id": user_id, "secret": secrets.token_hex(32)}
 
 
 def _attribute_row(user_id: str, a: Attribute) -> dict[str, Any]:
@@ -139,12 +143,15 @@ class SQLRepositories:
 
     async def create_profile(self, user_id: str, at: datetime) -> None:
         await self.conn.execute(t.profiles.insert(), {"user_id": user_id, "created_at": at, "updated_at": at})
+        await self.conn.execute(t.subject_keys.insert(), _key_row(user_id))
 
     async def import_subjects(self, subjects: Sequence[NewSubject]) -> None:
-        rows: dict[sa.Table, list[dict[str, Any]]] = {t.profiles: [], t.attributes: [], t.events: [], t.consents: []}
+        rows: dict[sa.Table, list[dict[str, Any]]] = {t.profiles: [], t.subject_keys: [], t.attributes: [],
+                                                      t.events: [], t.consents: []}
         for s in subjects:
             updated = max([a.observed_at for a in s.attributes], default=s.created_at)
             rows[t.profiles].append({"user_id": s.user_id, "created_at": s.created_at, "updated_at": updated})
+            rows[t.subject_keys].append(_key_row(s.user_id))
             rows[t.attributes] += [_attribute_row(s.user_id, a) for a in s.attributes]
             rows[t.events] += [_event_row(e, e.occurred_at) for e in s.events]
             rows[t.consents] += [_consent_row(c) for c in s.consents]
@@ -274,10 +281,6 @@ class SQLRepositories:
                 t.preferences.c.user_id == user_id, t.preferences.c.source == source,
                 t.preferences.c.token.in_(sorted(set(tokens)))))
 
-    async def user_vector(self, user_id: str) -> StoredVector | None:
-        row = (await self.conn.execute(_VECTOR, {"u": user_id})).first()
-        return None if row is None else StoredVector(row.user_id, row.model, row.vector, row.as_of)
-
     async def user_vectors(self, user_ids: Sequence[str]) -> list[StoredVector]:
         out: list[StoredVector] = []
         for chunk in chunks(user_ids):
@@ -307,9 +310,6 @@ class SQLRepositories:
     async def dequeue_events(self, event_ids: Sequence[int]) -> None:
         for chunk in chunks(event_ids):
             await self.conn.execute(t.pending_events.delete().where(t.pending_events.c.event_id.in_(chunk)))
-
-    async def pending_count(self) -> int:
-        return int((await self.conn.execute(sa.select(sa.func.count()).select_from(t.pending_events))).scalar_one())
 
     async def all_items(self) -> list[Item]:
         rows = (await self.conn.execute(sa.select(t.items).order_by(t.items.c.item_id))).all()

@@ -119,6 +119,14 @@ server_keys = sa.Table(
     sa.Column("secret", sa.String(128), nullable=False),
 )
 
+# Each data subject's own pseudonym key (hex), made with the profile and deleted with it: once it is gone, no one
+# can tell which audit entries were about the person.
+subject_keys = sa.Table(
+    "subject_keys", metadata,
+    sa.Column("user_id", sa.String(128), sa.ForeignKey("profiles.user_id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("secret", sa.String(64), nullable=False),
+)
+
 # -- learning ------------------------------------------------------------------------------------------------
 
 # Preference weights per attribute token (and per item, as ``item:<id>``), explicit and implicit apart.

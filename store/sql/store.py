@@ -1,9 +1,10 @@
-"""The SQL store: repositories per transaction, the audit log and server keys, on SQLite or PostgreSQL."""
+"""The SQL store on SQLite or PostgreSQL: repositories per transaction, the audit log, server and subject keys,
+and what the tables hold about one subject (the personal-data port)."""
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -13,13 +14,15 @@ import sqlalchemy as sa
 from ...domain.audit import AuditEntry, ChainedEntry, Withholding
 from ...domain.errors import Conflict
 from .. import migrations
+from . import personal
 from . import schema as t
 from .database import Database, PostgresDatabase, SQLiteDatabase
 from .embedding_cache import SQLEmbeddingCache
-from .repositories import SQLRepositories, upsert
+from .repositories import SQLRepositories, chunks, upsert
 
 _LAST = sa.select(t.audit_log).order_by(t.audit_log.c.seq.desc()).limit(1)
 _AUDIT_INSERT = t.audit_log.insert()
+_KEYS = sa.select(t.subject_keys).where(t.subject_keys.c.user_id.in_(sa.bindparam("ids", expanding=True)))
 
 
 def _row_to_entry(r: Any) -> ChainedEntry:
@@ -69,7 +72,22 @@ class SQLStore:
         """Where a remote embedder keeps what it received (the ``EmbeddingCache`` port), in this database."""
         return SQLEmbeddingCache(self.db)
 
-    # -- server keys ---------------------------------------------------------------------------------------
+    # -- personal data: what the tables hold about one subject -------------------------------------------
+    holder = "database"
+
+    async def held(self, user_id: str) -> dict[str, int]:
+        async with self.db.read() as conn:
+            return await personal.held(conn, user_id)
+
+    async def export(self, user_id: str) -> dict[str, Any]:
+        async with self.db.read() as conn:
+            return await personal.export(conn, user_id)
+
+    async def erase(self, user_id: str) -> dict[str, int]:
+        async with self.db.write() as conn:
+            return await personal.erase(conn, user_id)
+
+    # -- keys --------------------------------------------------------------------------------------------
     async def secret(self, name: str) -> bytes:
         """A random server secret, created on first use and kept in the database."""
         query = sa.select(t.server_keys.c.secret).where(t.server_keys.c.name == name)
@@ -85,6 +103,15 @@ class SQLStore:
                 row = (await conn.execute(query)).first()
         assert row is not None
         return bytes.fromhex(row[0])
+
+    async def subject_keys(self, user_ids: Sequence[str]) -> dict[str, bytes]:
+        """Each subject's own pseudonym key; an id without a profile has none."""
+        found: dict[str, bytes] = {}
+        async with self.db.read() as conn:
+            for chunk in chunks(user_ids):
+                rows = (await conn.execute(_KEYS, {"ids": chunk})).all()
+                found.update((r.user_id, bytes.fromhex(r.secret)) for r in rows)
+        return found
 
     # -- audit log -----------------------------------------------------------------------------------------
     async def last(self) -> ChainedEntry | None:

@@ -8,6 +8,7 @@ passes) and check dimensions before anything is written. A failing or misconfigu
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -53,3 +54,28 @@ def check_batch(ids: Sequence[str], count: int, metadata: Sequence[dict[str, str
         raise ValueError("an id appears twice in one upsert")
     if any(not isinstance(i, str) or not i for i in ids):
         raise ValueError("ids are non-empty strings")
+
+
+class IndexHoldings:
+    """The personal-data port for a vector index, from its own ``fetch`` and ``delete``: a user's vector is all it
+    keeps about them."""
+
+    holder = "similarity_index"
+
+    async def fetch(self, ids: Sequence[str]) -> dict[str, list[float]]:
+        raise NotImplementedError
+
+    async def delete(self, ids: Sequence[str]) -> None:
+        raise NotImplementedError
+
+    async def held(self, user_id: str) -> dict[str, int]:
+        return {"vector": 1} if await self.fetch([user_id]) else {}
+
+    async def export(self, user_id: str) -> dict[str, Any]:
+        found = await self.fetch([user_id])
+        return {"vector": found[user_id]} if found else {}
+
+    async def erase(self, user_id: str) -> dict[str, int]:
+        held = await self.held(user_id)
+        await self.delete([user_id])
+        return held

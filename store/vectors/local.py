@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from ...domain.errors import StoreUnavailable
-from . import DimensionMismatch, check_batch, unit_rows, unit_vector
+from . import DimensionMismatch, IndexHoldings, check_batch, unit_rows, unit_vector
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -54,7 +54,7 @@ _PARALLEL_BUILD = 50_000
 _OFFLOAD_ROWS = 20_000
 
 
-class LocalVectorIndex:
+class LocalVectorIndex(IndexHoldings):
     """``VectorIndex`` in this process: in memory as constructed, kept on disk when made with ``open``."""
 
     def __init__(self, dim: int, *, space: str = "",
@@ -197,6 +197,13 @@ class LocalVectorIndex:
         async with self._lock:
             if self._journal is not None:
                 await self._run(len(self._keys) > _OFFLOAD_ROWS, self._write_snapshot)
+
+    async def erase(self, user_id: str) -> dict[str, int]:
+        """Delete the user's vector, then snapshot: until a snapshot replaces it, the journal still names them."""
+        held = await super().erase(user_id)
+        if held:
+            await self.save()
+        return held
 
     @property
     def uses_hnsw(self) -> bool:

@@ -24,7 +24,7 @@ from urllib.parse import quote, unquote
 import numpy as np
 
 from ...domain.errors import StoreUnavailable
-from . import DimensionMismatch, check_batch, unit_rows, unit_vector
+from . import DimensionMismatch, IndexHoldings, check_batch, unit_rows, unit_vector
 
 if TYPE_CHECKING:
     from pinecone.async_client.async_index import AsyncIndex
@@ -91,7 +91,7 @@ async def _translated(action: str, host: str, missing_ok: bool = False) -> Async
         raise StoreUnavailable(_describe(exc, action, host)) from exc
 
 
-class PineconeIndex:
+class PineconeIndex(IndexHoldings):
     """``VectorIndex`` on one namespace of a Pinecone index. Build it with ``connect``."""
 
     def __init__(self, index: AsyncIndex, dim: int, namespace: str = DEFAULT_NAMESPACE,
