@@ -55,22 +55,17 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import hashlib
 import json
 import os
-import platform
 import random
-import shlex
 import shutil
 import sqlite3
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +74,7 @@ import numpy as np
 import sqlalchemy as sa
 import yaml
 from bench_core_server import NOOP, REPLAY, add_baselines
+from common import BenchError, command_line, loadavg, log, machine, milliseconds, revision
 from mcp import Client
 from mcp.client.stdio import StdioServerParameters
 
@@ -103,14 +99,6 @@ TRANSPORTS = ("inprocess", "stdio")
 DEFAULT_CALLS = {"inprocess": 2000, "stdio": 500}
 DEFAULT_POSTGRES = os.environ.get("MNKY_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 COUNTED = (t.profiles, t.attributes, t.events, t.consents, t.items, t.preferences, t.user_vectors)
-
-
-class BenchError(Exception):
-    pass
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # -- datasets ---------------------------------------------------------------------------------------------------
@@ -463,19 +451,15 @@ class Row:
     cpu_ratio: float | None
 
 
-def _ms(values: list[int]) -> np.ndarray:
-    return np.asarray(values, dtype=np.float64) / 1e6
-
-
 def summarize(database: str, transport: str, samples: Samples) -> list[Row]:
-    base = _ms(samples.wall[NOOP])
+    base = milliseconds(samples.wall[NOOP])
     base_p50, base_p99 = float(np.percentile(base, 50)), float(np.percentile(base, 99))
-    base_cpu = float(np.percentile(_ms(samples.cpu[NOOP]), 50))
+    base_cpu = float(np.percentile(milliseconds(samples.cpu[NOOP]), 50))
     rows = []
     for op, values in samples.wall.items():
-        ms = _ms(values)
+        ms = milliseconds(values)
         p50, p99 = float(np.percentile(ms, 50)), float(np.percentile(ms, 99))
-        cpu = float(np.percentile(_ms(samples.cpu[op]), 50)) if transport == "inprocess" else None
+        cpu = float(np.percentile(milliseconds(samples.cpu[op]), 50)) if transport == "inprocess" else None
         rows.append(Row(database, transport, op, len(values), p50, p99, float(ms.mean()), p50 / base_p50,
                         p99 / base_p99, cpu, cpu / base_cpu if cpu is not None else None))
     return rows
@@ -508,43 +492,6 @@ def verdicts(rows: Sequence[Row]) -> list[str]:
                          f"no-op; get_profile is {r.p50 / replay.p50:.2f}x the replay")
             out.append(line)
     return out
-
-
-def command_line() -> str:
-    python = Path(sys.executable)
-    shown = os.path.relpath(python, ROOT) if python.is_relative_to(ROOT) else str(python)
-    return shlex.join([shown, os.path.relpath(Path(sys.argv[0]).resolve(), ROOT), *sys.argv[1:]])
-
-
-def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor() or "unknown CPU")
-    return (f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, Python "
-            f"{platform.python_version()}, mcp {version('mcp')}, SQLAlchemy {version('SQLAlchemy')}, "
-            f"SQLite {sqlite3.sqlite_version}, asyncpg {version('asyncpg')}")
-
-
-def loadavg() -> str:
-    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
-
-
-def revision() -> str:
-    """The code measured: the commit, and which tracked files differ from it (with a digest of the difference)."""
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-        except (OSError, subprocess.CalledProcessError):
-            return ""
-    commit = git("rev-parse", "--short", "HEAD").strip()
-    if not commit:
-        return "unknown"
-    code = ["--", ".", ":(exclude)benchmarks/results"]  # what was measured, not what it wrote
-    diff = git("diff", "HEAD", *code)
-    if not diff:
-        return commit
-    paths = git("diff", "HEAD", "--name-only", *code).split()
-    shown = ", ".join(paths[:4]) + (f" and {len(paths) - 4} more" if len(paths) > 4 else "")
-    return f"{commit} with uncommitted changes to {shown} (diff {hashlib.sha256(diff.encode()).hexdigest()[:10]})"
 
 
 def sizes(datasets: Sequence[Dataset]) -> str:
@@ -581,6 +528,7 @@ def report(run: Run) -> str:
     a = run.args
     warmups = ", ".join(f"{a.warmups[tr]} rounds {tr}" for tr in a.transports)
     code = run.revision_start
+    described = machine(("mcp", "SQLAlchemy", "asyncpg"), f"SQLite {sqlite3.sqlite_version}")
     if run.revision_end != run.revision_start:
         code += f" at start, {run.revision_end} at end (the code changed during the run)"
     return "\n".join([
@@ -593,7 +541,7 @@ def report(run: Run) -> str:
         "```",
         "",
         f"- Date: {run.started.isoformat(timespec='seconds')}; code: {code}.",
-        f"- Machine: {machine()}{'; ' + run.postgres if run.postgres else ''}.",
+        f"- Machine: {described}{'; ' + run.postgres if run.postgres else ''}.",
         f"- Load average (1/5/15 min): {run.load_start} at start, {run.load_end} at end. The machine was shared "
         "with other work; wall times include waiting for a core, CPU times do not.",
         "",

@@ -69,8 +69,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+from common import log
 
-from mnky_profiles.learning.preferences import effective, fold, is_item, reference_time, signals_for
+from mnky_profiles.learning.preferences import (
+    attribute_weights,
+    fold,
+    item_history,
+    reference_time,
+    signals_for,
+)
 from mnky_profiles.learning.recommender import DEFAULT_L2, Blend, ItemSpace, fit, rerank, score
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -404,9 +411,8 @@ class OurState:
                 prefs = fold({}, signals, half_life)
                 when = reference_time(prefs.values())
                 assert when is not None
-                w = effective(prefs.values(), when, half_life)
-                histories.append({t.split(":", 1)[1]: v for t, v in w.items() if is_item(t) and v > 0})
-                weights.append({t: v for t, v in w.items() if not is_item(t)})
+                histories.append(item_history(prefs.values(), when, half_life))
+                weights.append(attribute_weights(prefs.values(), when, half_life))
             self._states[half_life] = (histories, weights, time.perf_counter() - start)
         return self._states[half_life]
 
@@ -436,8 +442,6 @@ class OurState:
 # ---------------------------------------------------------------------------------------------------- tuning
 
 
-def log(*parts: object) -> None:
-    print(*parts, file=sys.stderr, flush=True)
 
 
 def coordinate_ascent(name: str, start: Params, axes: Sequence[tuple[str, Sequence[float]]],

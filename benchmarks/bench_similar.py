@@ -57,7 +57,6 @@ import inspect
 import json
 import multiprocessing
 import os
-import platform
 import random
 import shutil
 import sqlite3
@@ -67,15 +66,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import anyio
 import numpy as np
 import sqlalchemy as sa
-from bench_core import BenchError, command_line, loadavg, log, revision
 from bench_core_server import NOOP, noop
+from common import BenchError, command_line, loadavg, log, machine, milliseconds, percentile, revision
 from mcp import Client
 from mcp.types import ToolAnnotations
 from similar_population import Rows, init_worker, make_chunk
@@ -147,8 +145,9 @@ def _insert(conn: Any, table: sa.Table, columns: Sequence[str], rows: list[tuple
 
 
 def _write_rows(rows: Rows, conn: Any) -> None:
-    for name, table in (("profiles", t.profiles), ("consents", t.consents), ("attributes", t.attributes),
-                        ("preferences", t.preferences), ("user_vectors", t.user_vectors)):
+    for name, table in (("profiles", t.profiles), ("subject_keys", t.subject_keys), ("consents", t.consents),
+                        ("attributes", t.attributes), ("preferences", t.preferences),
+                        ("user_vectors", t.user_vectors)):
         _insert(conn, table, Rows.COLUMNS[name], getattr(rows, "vectors" if name == "user_vectors" else name))
 
 
@@ -581,7 +580,7 @@ async def measure(dataset: Dataset, args: argparse.Namespace) -> Result:
             top, kth, nxt = exact_top(matrix, queries)
             truth = Truth(ids, matrix, queries, top, kth, nxt)
             row_of = {u: i for i, u in enumerate(ids)}
-            by_pseudonym = {runtime.pseudonyms.for_caller(CALLER, u): u for u in ids}
+            by_pseudonym = {p: u for u, p in (await runtime.pseudonyms.for_callers(CALLER, ids)).items()}
             truth_seconds = time.perf_counter() - t0
             log(f"{dataset.users:,} users: opened in {open_seconds:.1f} s; exact neighbours of {len(queries)} users "
                 f"and {len(ids):,} pseudonyms in {truth_seconds:.1f} s")
@@ -677,26 +676,18 @@ async def measure(dataset: Dataset, args: argparse.Namespace) -> Result:
 
 # -- reporting --------------------------------------------------------------------------------------------------
 
-def _ms(values: Sequence[int]) -> np.ndarray:
-    return np.asarray(values, dtype=np.float64) / 1e6
-
-
-def _p(values: Sequence[int], q: float) -> float:
-    return float(np.percentile(_ms(values), q))
-
-
 def table(results: Sequence[Result]) -> str:
     lines = ["| users | operation | calls | p50 ms | p99 ms | mean ms | p50 / no-op p50 | p99 / no-op p99 "
              "| CPU p50 ms | recall@10 | recall@10, tie-aware |",
              "|--:|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for r in results:
-        base50, base99 = _p(r.wall[NOOP], 50), _p(r.wall[NOOP], 99)
+        base50, base99 = percentile(r.wall[NOOP], 50), percentile(r.wall[NOOP], 99)
         for op in OPERATIONS:
             w = r.wall[op]
-            p50, p99 = _p(w, 50), _p(w, 99)
+            p50, p99 = percentile(w, 50), percentile(w, 99)
             recall = (f"{r.recall:.4f}", f"{r.tie_recall:.4f}") if op == SIMILAR else ("", "")
-            lines.append(f"| {r.users:,} | {op} | {len(w)} | {p50:.3f} | {p99:.3f} | {_ms(w).mean():.3f} "
-                         f"| {p50 / base50:.2f}x | {p99 / base99:.2f}x | {_p(r.cpu[op], 50):.3f} "
+            lines.append(f"| {r.users:,} | {op} | {len(w)} | {p50:.3f} | {p99:.3f} | {milliseconds(w).mean():.3f} "
+                         f"| {p50 / base50:.2f}x | {p99 / base99:.2f}x | {percentile(r.cpu[op], 50):.3f} "
                          f"| {recall[0]} | {recall[1]} |")
     return "\n".join(lines)
 
@@ -704,11 +695,12 @@ def table(results: Sequence[Result]) -> str:
 def verdicts(results: Sequence[Result]) -> list[str]:
     out = []
     for r in results:
-        p99 = _p(r.wall[SIMILAR], 99)
+        p99 = percentile(r.wall[SIMILAR], 99)
         line = (f"{r.users:,} users: recall@10 {r.recall:.4f} (tie-aware {r.tie_recall:.4f}; {r.tied_queries} of "
                 f"{r.queries} queries tie at the tenth neighbour), find_similar_users p99 {p99:.2f} ms "
-                f"(p50 {_p(r.wall[SIMILAR], 50):.2f} ms); during the recall pass, before any event was recorded, "
-                f"p50 {_p(r.recall_wall, 50):.2f} ms and p99 {_p(r.recall_wall, 99):.2f} ms")
+                f"(p50 {percentile(r.wall[SIMILAR], 50):.2f} ms); during the recall pass, before any event was "
+                "recorded, "
+                f"p50 {percentile(r.recall_wall, 50):.2f} ms and p99 {percentile(r.recall_wall, 99):.2f} ms")
         if r.short_answers:
             line += f"; {r.short_answers} answers held fewer than ten neighbours"
         if r.collector:
@@ -775,7 +767,7 @@ def breakdown_summary(results: Sequence[Result]) -> list[str]:
 
 def data_table(results: Sequence[Result]) -> str:
     lines = ["| users | indexed | preferences | consents | likes/dislikes rows | events behind the preferences "
-             "| database | index files | generated and written | index built (bootstrap: rebuild_index) "
+             "| database | index files | generated and written | index built (bootstrap: IndexUpkeep.rebuild) "
              "| of which reading consenting users and vectors | of which graph and snapshot "
              "| run: copy, open, exact neighbours |",
              "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|"]
@@ -797,16 +789,10 @@ def data_table(results: Sequence[Result]) -> str:
     return "\n".join(lines)
 
 
-def machine() -> str:
+def described_machine() -> str:
     import usearch
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor() or "unknown CPU")
-    memory = next((int(line.split()[1]) // 2**20 for line in Path("/proc/meminfo").read_text().splitlines()
-                   if line.startswith("MemTotal")), 0)
-    return (f"{os.cpu_count()} cores ({cpu}), {memory} GiB, {platform.system()} {platform.release()}, Python "
-            f"{platform.python_version()}, mcp {version('mcp')}, SQLAlchemy {version('SQLAlchemy')}, SQLite "
-            f"{sqlite3.sqlite_version}, numpy {np.__version__}, usearch {usearch.__version__}")
+    return machine(("mcp", "SQLAlchemy", "numpy"), f"SQLite {sqlite3.sqlite_version}", f"usearch {usearch.__version__}")
 
 
 def report(args: argparse.Namespace, command: str, started: datetime, load: tuple[str, str], code: tuple[str, str],
@@ -825,7 +811,7 @@ def report(args: argparse.Namespace, command: str, started: datetime, load: tupl
         "```",
         "",
         f"- Date: {started.isoformat(timespec='seconds')}; code: {revision_text}.",
-        f"- Machine: {machine()}.",
+        f"- Machine: {described_machine()}.",
         f"- Load average (1/5/15 min): {load[0]} at start, {load[1]} at end ({per_size}). The machine was shared "
         "with other work: wall times include waiting for a core, CPU times do not.",
         f"- Settings: the packaged defaults; SQLite; local index with HNSW above {li.hnsw_threshold:,} users "
@@ -943,7 +929,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser().error("--queries must be smaller than the population")
     args.warmup = args.warmup if args.warmup is not None else max(20, args.calls // 10)
     command, started, load_start, code_start = command_line(), datetime.now(UTC), loadavg(), revision()
-    log(f"{machine()}\nload average at start: {load_start}")
+    log(f"{described_machine()}\nload average at start: {load_start}")
     results: list[Result] = []
     try:
         anyio.run(main_async, args, results)

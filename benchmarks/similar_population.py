@@ -26,6 +26,7 @@ be made in any process and in any order.
 from __future__ import annotations
 
 import random
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -86,6 +87,7 @@ class Rows:
     """The rows of a run of users, as tuples in the column order of the tables they go to."""
 
     profiles: list[tuple[Any, ...]] = field(default_factory=list)
+    subject_keys: list[tuple[Any, ...]] = field(default_factory=list)
     consents: list[tuple[Any, ...]] = field(default_factory=list)
     attributes: list[tuple[Any, ...]] = field(default_factory=list)
     preferences: list[tuple[Any, ...]] = field(default_factory=list)
@@ -95,6 +97,7 @@ class Rows:
 
     COLUMNS = {
         "profiles": ("user_id", "created_at", "updated_at"),
+        "subject_keys": ("user_id", "secret"),
         "consents": ("user_id", "purpose", "state", "source", "evidence", "recorded_at", "expires_at"),
         "attributes": ("user_id", "field", "source", "value", "confidence", "observed_at"),
         "preferences": ("user_id", "token", "source", "weight", "ref_at", "evidence_count", "evidence",
@@ -192,6 +195,7 @@ def make_user(world: World, index: int, rows: Rows) -> None:
 
     created = _dt(signup)
     rows.profiles.append((uid, created, max([a.observed_at for a in stated], default=created)))
+    rows.subject_keys.append((uid, secrets.token_hex(32)))  # made with every profile, as create_profile does
     rows.consents.append((uid, "profiling", "granted", "web:signup-form", CONSENT_EVIDENCE, created, None))
     for purpose, share in OTHER_PURPOSES:
         if rng.random() < share:
