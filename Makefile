@@ -16,4 +16,4 @@ bench: $(PY)
 	$(PY) benchmarks/bench_core.py
 
 lint: $(PY)
-	$(VENV)/bin/pip install -q ruff mypy && $(VENV)/bin/ruff check . && $(VENV)/bin/mypy --ignore-missing-imports domain privacy
+	$(VENV)/bin/pip install -q -e '.[dev]' && $(VENV)/bin/ruff check . && .ci/typecheck

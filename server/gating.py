@@ -54,7 +54,7 @@ class GatedSurface:
         self.runtime = runtime
         self.caller_from = caller_from
         self.local_caller = local_caller or runtime.settings.local_caller
-        self.handlers = {(h.kind, h.name): h for h in handlers}
+        self.handlers: dict[tuple[str, str], Handler] = {(h.kind, h.name): h for h in handlers}
 
     # -- who is calling --------------------------------------------------------------------------------------
     def caller(self) -> Caller:
