@@ -23,8 +23,9 @@ from mnky_profiles.store.vectors import DimensionMismatch
 from mnky_profiles.store.vectors.local import LocalVectorIndex
 from mnky_profiles.store.vectors.pinecone import PineconeIndex, decode_id, encode_id
 
-from .fakes import BackgroundServer
-from .fakes.pinecone_server import FakePinecone
+from ..fakes import BackgroundServer
+from ..fakes.pinecone_server import FakePinecone
+from ..support.clients import connect
 
 pytestmark = pytest.mark.anyio
 
@@ -543,8 +544,8 @@ async def test_local_graph_stays_right_through_churn_and_replay(tmp_path: Path) 
 
 async def test_the_server_finds_similar_users_on_pinecone_and_a_failing_service_is_retryable(
         pinecone_fake: tuple[FakePinecone, BackgroundServer], tmp_path: Path) -> None:
-    from .conftest import FakeClock, open_world
-    from .gate_support import connect, newest_entry, snapshot
+    from ..conftest import FakeClock, open_world
+    from ..support.gate import newest_entry, snapshot
 
     fake, server = pinecone_fake
     settings = {"user_profiling": {"vector_store": "pinecone"}, "hashing": {"dim": DIM},

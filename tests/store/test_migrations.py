@@ -24,7 +24,7 @@ from mnky_profiles.store import migrations
 from mnky_profiles.store.sql import schema
 from mnky_profiles.store.sql.store import SQLStore
 
-from .conftest import PG_URL, pg_schema
+from ..conftest import PG_URL, pg_schema
 
 pytestmark = pytest.mark.anyio
 

@@ -32,11 +32,11 @@ from mnky_profiles.server.catalog import CATALOG
 from mnky_profiles.tools.arguments import Purpose
 from mnky_profiles.usecases.app import Scope
 
-from .conftest import FakeClock, World, open_world
-from .gate_support import (
+from ..conftest import FakeClock, World, open_world
+from ..support.clients import connect
+from ..support.gate import (
     audit_length,
     audit_text,
-    connect,
     newest_entry,
     required_arguments,
     resolve,

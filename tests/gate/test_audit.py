@@ -19,8 +19,9 @@ from mcp.shared.exceptions import MCPError
 from mnky_profiles.server.cli import main
 from mnky_profiles.store.sql import schema
 
-from .conftest import ERAS, PG_URL, World
-from .gate_support import audit_length, connect, newest_entry
+from ..conftest import ERAS, PG_URL, World
+from ..support.clients import connect
+from ..support.gate import audit_length, newest_entry
 
 pytestmark = pytest.mark.anyio
 

@@ -21,8 +21,9 @@ from mnky_profiles.domain.fields import BY_NAME, SECTIONS
 from mnky_profiles.domain.limits import MAX_ATTRIBUTES, MAX_BATCH
 from mnky_profiles.domain.purposes import CONSENT_PURPOSES, PURPOSE_NAMES, PURPOSES
 
-from .conftest import FakeClock, World, open_world
-from .gate_support import audit_length, connect, newest_entry, required_arguments, resolve, snapshot
+from ..conftest import FakeClock, World, open_world
+from ..support.clients import connect
+from ..support.gate import audit_length, newest_entry, required_arguments, resolve, snapshot
 
 pytestmark = pytest.mark.anyio
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from mnky_profiles.server.cli import main
 from mnky_profiles.server.settings import DEFAULT_CONFIG, ConfigError, Settings, UserProfiling, load_settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SEED_KEYS = {"storage", "vector_store", "embedder", "update_frequency", "retention_days", "anonymization"}
 DIGEST = "a" * 64
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from mnky_profiles.server.cli import _parser
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 CI = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
 VENV = "python3 -m venv .venv"

@@ -207,5 +207,3 @@ def banner_snippets(banner: str) -> dict[str, dict[str, Any]]:
     return found
 
 
-def tool_text(result: Any) -> str:
-    return "\n".join(getattr(c, "text", "") for c in result.content)

@@ -12,8 +12,8 @@ from typing import Any
 import anyio
 import pytest
 
-from .support_node import INSPECTOR_SPEC, INSPECTOR_VERSION, Inspector, install_inspector
-from .support_servers import (
+from ..support.node import INSPECTOR_SPEC, INSPECTOR_VERSION, Inspector, install_inspector
+from ..support.servers import (
     ANA,
     HttpServer,
     connect,

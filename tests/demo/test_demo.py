@@ -33,7 +33,7 @@ from mnky_profiles.store.sql import schema as t
 from mnky_profiles.store.sql.store import SQLStore
 from mnky_profiles.usecases.events import EventInput, validate
 
-from .conftest import PG_URL, FakeClock, open_world, pg_schema
+from ..conftest import PG_URL, FakeClock, open_world, pg_schema
 
 pytestmark = pytest.mark.anyio
 

@@ -29,7 +29,7 @@ from mnky_profiles.store.sql import schema
 from mnky_profiles.store.sql.database import SQLiteDatabase
 from mnky_profiles.store.sql.store import SQLStore
 
-from .conftest import PG_URL, pg_schema
+from ..conftest import PG_URL, pg_schema
 
 pytestmark = pytest.mark.anyio
 

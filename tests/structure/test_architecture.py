@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]  # the repository root is the package ``mnky_profiles``
+ROOT = Path(__file__).resolve().parents[2]  # the repository root is the package ``mnky_profiles``
 PACKAGE = "mnky_profiles"
 SKIPPED_DIRS = {"tests", "benchmarks", "build", "dist", "node_modules", "var", "__pycache__"}
 

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from mcp import Client
 from pydantic import BaseModel
 
 from mnky_profiles.domain.audit import AuditEntry
@@ -38,13 +36,6 @@ AUDIT_TABLES = ("audit_log", "audit_head")
 DIRECT_IDENTIFIERS = ("user.name", "user.contact")
 CONSENT_STATES = ("none", "granted", "denied", "withdrawn", "expired")
 EMOTIONAL_MARKER = "irritable"  # moods are a closed set; no other output of these tests carries this word
-
-
-@asynccontextmanager
-async def connect(server: Any, mode: str = "legacy") -> AsyncIterator[Client]:
-    """An in-process client without the response cache, so every read reaches the server (and its audit)."""
-    async with Client(server, mode=mode, cache=None) as client:  # type: ignore[arg-type]
-        yield client
 
 
 def caller_from_settings(name: str, **settings: Any) -> Caller:

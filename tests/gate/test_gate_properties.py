@@ -23,12 +23,15 @@ from hypothesis import strategies as st
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
+from mnky_profiles.domain.audit import AuditEntry
 from mnky_profiles.domain.fields import SECTIONS
-from mnky_profiles.domain.purposes import CONSENT_PURPOSES, PURPOSE_NAMES, PURPOSES
+from mnky_profiles.domain.purposes import CONSENT_PURPOSES, PURPOSE_NAMES, PURPOSES, Purpose
+from mnky_profiles.privacy.surface import Handler
 from mnky_profiles.server.catalog import CATALOG
 
-from .conftest import ERAS, FakeClock, World, open_world
-from .gate_support import (
+from ..conftest import ERAS, FakeClock, World, open_world
+from ..support.clients import call, connect
+from ..support.gate import (
     CONSENT_STATES,
     MarkedUser,
     Rule,
@@ -36,7 +39,6 @@ from .gate_support import (
     audit_text,
     caller_from_settings,
     category_at,
-    connect,
     covered,
     covers,
     declared,
@@ -158,78 +160,118 @@ async def perform(client: Client, call: Call) -> tuple[Any, str | None]:
         return None, str(exc)
 
 
+@dataclass(frozen=True)
+class Expected:
+    """What the spec says of one call, before it is made."""
+
+    handler: Handler
+    purpose: Purpose
+    rule: Rule  # which categories may leave, and why each other one may not
+    passes_the_door: bool  # role, purpose, categories, bound subject, individual purpose, consent
+    where: str  # the call, for failure messages
+
+    @classmethod
+    def of(cls, world: World, user: MarkedUser, call: Call) -> Expected:
+        handler = declared(call.kind, call.name)
+        caller = world.runtime.callers["probe"]
+        purpose = PURPOSES[handler.purpose or call.arguments.get("purpose") or caller.default_purpose]
+        rule = Rule(caller, purpose, user.consented(purpose.name), world.runtime.settings.user_profiling.anonymization)
+        passes = (handler.role in caller.roles and purpose.name in caller.purposes
+                  and (handler.purpose is not None or any(covered(caller.categories, c) for c in purpose.uses))
+                  and caller.subject in (None, user.user_id)
+                  and purpose.individual and user.consented(purpose.name))
+        return cls(handler, purpose, rule, passes,
+                   f"{handler.action} as {caller} for {purpose.name}, consents {user.consents}")
+
+
 async def check_call(world: World, client: Client, user: MarkedUser, call: Call,
                      sections: list[str] | None = None) -> None:
-    runtime = world.runtime
-    handler = declared(call.kind, call.name)
-    caller = runtime.callers["probe"]
-    purpose = PURPOSES[handler.purpose or call.arguments.get("purpose") or caller.default_purpose]
-    rule = Rule(caller, purpose, user.consented(purpose.name), runtime.settings.user_profiling.anonymization)
-    expect_ok = (handler.role in caller.roles and purpose.name in caller.purposes
-                 and (handler.purpose is not None or any(covered(caller.categories, c) for c in purpose.uses))
-                 and caller.subject in (None, user.user_id)
-                 and purpose.individual and user.consented(purpose.name))
-    where = f"{handler.action} as {caller} for {purpose.name}, consents {user.consents}"
-
-    before = await audit_length(runtime)
-    result, error = await perform(client, call)
-    assert await audit_length(runtime) == before + 1, where
-    entry = await newest_entry(runtime)
-    assert entry.action == handler.action and entry.caller == "probe"
-    assert entry.subject == await runtime.pseudonyms.subject(user.user_id)
-    logged = audit_text(entry)
-    assert user.user_id not in logged and not [m for m in user.markers if m in logged], logged
-
-    if not expect_ok or error is not None:
-        assert error is not None, f"expected a refusal: {where}"
-        assert not entry.released and not entry.withheld
-        assert not [m for m in user.markers if m in error], error
-        if expect_ok:  # past the gate; a tool added later may still refuse these arguments itself
-            assert handler.name in OTHER_READS and entry.outcome not in GATE_REFUSALS, f"{where}: {error}"
-        else:
-            assert entry.outcome in GATE_REFUSALS, (entry.outcome, where)
+    """One call against the spec: audited once, then either refused cleanly or released exactly as allowed."""
+    expected = Expected.of(world, user, call)
+    result, error, entry = await audited(world, client, user, call, expected)
+    if not expected.passes_the_door or error is not None:
+        check_refusal(user, expected, error, entry)
         return
-
-    assert entry.outcome == "ok" and entry.purpose == purpose.name
     shown = "\n".join(result_texts(result))
-    leaked = [m for m, category in user.markers.items() if not rule.allows(category) and m in shown]
-    assert not leaked, f"{where}: {leaked}"
-    model = result_model(handler)
-    assert len(entry.released) == len(set(entry.released))
-    for path in entry.released:
-        assert rule.allows(category_at(model, path)), (path, where)
-    for w in entry.withheld:
-        assert w.category == category_at(model, w.field), w
-        assert w.reason in rule.reasons(w.category), (w, where)
-
+    check_nothing_leaks(user, expected, shown, entry)
     if call.kind == "prompt":
-        for w in entry.withheld:
+        for w in entry.withheld:  # a prompt is text: the withheld fields are named in it
             assert f"{w.field} ({w.reason})" in shown, (w, shown)
     else:
         data = result.structured_content if call.kind == "tool" else json.loads(result.contents[0].text)
-        present = personal_fields(model, data)
-        assert sorted(entry.released) == sorted(present), where
-        assert [(w["field"], w["category"], w["reason"]) for w in data["withheld"]] == [
-            (w.field, w.category, w.reason) for w in entry.withheld]
-        for w in entry.withheld:
-            assert all(v is None for v in values_at(data, w.field)), w
-        # The decisions themselves follow the spec for every state: no record, denied, withdrawn, expired, opt-out.
-        decisions = [data] if handler.name == "check_consent" else data.get("decisions", [])
-        for d in decisions:
-            if d.get("allowed") is not None:
-                assert (d["allowed"], d["reason"]) == user.decision(d["purpose"]), (d, user.consents)
-
-    if handler.name in PROFILE_VIEWS:
-        # Not over-withheld either: everything the rule allows in the sections asked for is released and shown.
-        wanted = set(sections or SECTIONS) if handler.name == "get_profile" else set(SECTIONS)
-        expected = {p for p, c in user.attributes.items() if p.split(".")[0] in wanted and rule.allows(c)}
-        expected |= {s for s in ("behavior", "emotional") if s in wanted and rule.allows(f"user.{s}")}
-        assert set(entry.released) == expected, where
-        missing = [m for m, c in user.markers.items()
-                   if user.sections[m] in wanted and rule.allows(c) and m not in shown]
-        assert not missing, f"{where}: {missing}"
-    if handler.name == "consent://{user_id}" and rule.allows("user.consent"):
+        check_output_matches_audit(user, expected, data, entry)
+    if expected.handler.name in PROFILE_VIEWS:
+        check_nothing_over_withheld(user, expected, sections, shown, entry)
+    if expected.handler.name == "consent://{user_id}" and expected.rule.allows("user.consent"):
         assert all(m in shown for m in user.stored_consent_markers())
+
+
+async def audited(world: World, client: Client, user: MarkedUser, call: Call, expected: Expected
+                  ) -> tuple[Any, str | None, AuditEntry]:
+    """Make the call; it appends exactly one audit entry, naming the subject by pseudonym and holding no value."""
+    runtime = world.runtime
+    before = await audit_length(runtime)
+    result, error = await perform(client, call)
+    assert await audit_length(runtime) == before + 1, expected.where
+    entry = await newest_entry(runtime)
+    assert entry.action == expected.handler.action and entry.caller == "probe"
+    assert entry.subject == await runtime.pseudonyms.subject(user.user_id)
+    logged = audit_text(entry)
+    assert user.user_id not in logged and not [m for m in user.markers if m in logged], logged
+    return result, error, entry
+
+
+def check_refusal(user: MarkedUser, expected: Expected, error: str | None, entry: AuditEntry) -> None:
+    """Refused: an error naming no value, nothing released or withheld, the gate's outcome when the gate refused."""
+    assert error is not None, f"expected a refusal: {expected.where}"
+    assert not entry.released and not entry.withheld
+    assert not [m for m in user.markers if m in error], error
+    if expected.passes_the_door:  # past the gate; a tool added later may still refuse these arguments itself
+        assert expected.handler.name in OTHER_READS and entry.outcome not in GATE_REFUSALS, expected.where
+    else:
+        assert entry.outcome in GATE_REFUSALS, (entry.outcome, expected.where)
+
+
+def check_nothing_leaks(user: MarkedUser, expected: Expected, shown: str, entry: AuditEntry) -> None:
+    """No marker of a category the rule forbids appears anywhere; the audit releases only allowed categories and
+    gives each withheld field a reason the rule has for it."""
+    rule, model = expected.rule, result_model(expected.handler)
+    assert entry.outcome == "ok" and entry.purpose == expected.purpose.name
+    leaked = [m for m, category in user.markers.items() if not rule.allows(category) and m in shown]
+    assert not leaked, f"{expected.where}: {leaked}"
+    assert len(entry.released) == len(set(entry.released))
+    for path in entry.released:
+        assert rule.allows(category_at(model, path)), (path, expected.where)
+    for w in entry.withheld:
+        assert w.category == category_at(model, w.field), w
+        assert w.reason in rule.reasons(w.category), (w, expected.where)
+
+
+def check_output_matches_audit(user: MarkedUser, expected: Expected, data: dict[str, Any],
+                               entry: AuditEntry) -> None:
+    """The fields that hold values are exactly those the audit released; the withheld report is the audit's, and
+    every withheld field is empty. Consent decisions follow the spec in every state."""
+    assert sorted(entry.released) == sorted(personal_fields(result_model(expected.handler), data)), expected.where
+    assert [(w["field"], w["category"], w["reason"]) for w in data["withheld"]] == [
+        (w.field, w.category, w.reason) for w in entry.withheld]
+    for w in entry.withheld:
+        assert all(v is None for v in values_at(data, w.field)), w
+    decisions = [data] if expected.handler.name == "check_consent" else data.get("decisions", [])
+    for d in decisions:
+        if d.get("allowed") is not None:
+            assert (d["allowed"], d["reason"]) == user.decision(d["purpose"]), (d, user.consents)
+
+
+def check_nothing_over_withheld(user: MarkedUser, expected: Expected, sections: list[str] | None, shown: str,
+                                entry: AuditEntry) -> None:
+    """A profile view releases and shows everything the rule allows in the sections asked for."""
+    rule = expected.rule
+    wanted = set(sections or SECTIONS) if expected.handler.name == "get_profile" else set(SECTIONS)
+    released = {p for p, c in user.attributes.items() if p.split(".")[0] in wanted and rule.allows(c)}
+    released |= {s for s in ("behavior", "emotional") if s in wanted and rule.allows(f"user.{s}")}
+    assert set(entry.released) == released, expected.where
+    missing = [m for m, c in user.markers.items() if user.sections[m] in wanted and rule.allows(c) and m not in shown]
+    assert not missing, f"{expected.where}: {missing}"
 
 
 @pytest.fixture
@@ -285,19 +327,15 @@ async def test_nothing_leaves_that_the_gate_does_not_allow(
 
 
 # -- default deny ------------------------------------------------------------------------------------------------
-async def call_ok(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
-    result = await client.call_tool(tool, arguments)
-    assert not result.is_error, result.content[0].text
-    return result.structured_content or {}
 
 
 async def seed(world: World, user_id: str = "u1", consent: tuple[str, ...] = ()) -> None:
     async with connect(world.server("privacy-officer")) as c:
-        await call_ok(c, "update_profile", user_id=user_id, create=True, attributes={
+        await call(c, "update_profile", user_id=user_id, create=True, attributes={
             "display_name": "Ana Marker", "email": "ana@example.org", "language": "pt-PT",
             "likes": ["lavender-marker"], "country": "PT", "age_band": "25-34"})
         for purpose in consent:
-            await call_ok(c, "record_consent", user_id=user_id, purpose=purpose, granted=True, source="test",
+            await call(c, "record_consent", user_id=user_id, purpose=purpose, granted=True, source="test",
                           evidence="said yes in chat")
 
 
@@ -305,7 +343,7 @@ async def test_no_consent_record_means_no_consent_for_every_consent_purpose(worl
     await seed(world)
     async with connect(world.server("privacy-officer")) as c:
         for purpose in CONSENT_PURPOSES:
-            decision = await call_ok(c, "check_consent", user_id="u1", purpose=purpose)
+            decision = await call(c, "check_consent", user_id="u1", purpose=purpose)
             assert (decision["allowed"], decision["reason"]) == (False, "no_record"), purpose
             if not PURPOSES[purpose].individual:
                 continue
@@ -316,8 +354,8 @@ async def test_no_consent_record_means_no_consent_for_every_consent_purpose(worl
             assert await audit_length(world.runtime) == before + 1
             assert (await newest_entry(world.runtime)).outcome == "error:consent_required"
         # The contract purpose needs no record.
-        assert (await call_ok(c, "check_consent", user_id="u1", purpose="service"))["allowed"] is True
-        assert (await call_ok(c, "get_profile", user_id="u1", purpose="service"))["identity"]["display_name"]
+        assert (await call(c, "check_consent", user_id="u1", purpose="service"))["allowed"] is True
+        assert (await call(c, "get_profile", user_id="u1", purpose="service"))["identity"]["display_name"]
 
 
 async def test_an_unconfigured_category_is_withheld(backend: str, tmp_path: Path, clock: FakeClock) -> None:
@@ -330,7 +368,7 @@ async def test_an_unconfigured_category_is_withheld(backend: str, tmp_path: Path
     async with open_world(backend, tmp_path, clock, callers=callers, local_caller="narrow") as world:
         await seed(world, consent=("personalization",))
         async with connect(world.server("narrow")) as c:
-            view = await call_ok(c, "get_profile", user_id="u1", purpose="personalization")
+            view = await call(c, "get_profile", user_id="u1", purpose="personalization")
     assert view["preferences"]["likes"]["value"] == ["lavender-marker"]
     reasons = {w["field"]: w["reason"] for w in view["withheld"]}
     # Personalization may use demographics and the country; this caller is not configured for them.

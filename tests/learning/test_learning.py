@@ -11,15 +11,12 @@ import pytest
 
 from mnky_profiles.domain.catalog import Item
 
-from .conftest import ERAS, FakeClock, World, open_world
+from ..conftest import ERAS, FakeClock, World, open_world
+from ..support.clients import call
 
 pytestmark = pytest.mark.anyio
 
 
-async def call(client: Any, tool: str, **arguments: Any) -> Any:
-    result = await client.call_tool(tool, arguments)
-    assert not result.is_error, result.content[0].text
-    return result.structured_content
 
 
 async def make_user(c: Any, user_id: str, purposes: tuple[str, ...] = ("personalization", "recommendation",

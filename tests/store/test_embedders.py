@@ -22,9 +22,9 @@ from mnky_profiles.store.embedders.hashing import HashingEmbedder, hashed_vector
 from mnky_profiles.store.embedders.openai import OpenAIEmbedder
 from mnky_profiles.store.sql.store import SQLStore
 
-from .conftest import PG_URL, pg_schema
-from .fakes import BackgroundServer
-from .fakes.openai_server import FakeOpenAI, expected_vector
+from ..conftest import PG_URL, pg_schema
+from ..fakes import BackgroundServer
+from ..fakes.openai_server import FakeOpenAI, expected_vector
 
 pytestmark = pytest.mark.anyio
 

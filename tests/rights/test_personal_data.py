@@ -14,8 +14,8 @@ import sqlalchemy as sa
 from mnky_profiles.store.sql import schema
 from mnky_profiles.store.sql.personal import DEPENDENT_TABLES, SUBJECT_TABLES
 
-from .conftest import FakeClock, World, open_world
-from .gate_support import connect
+from ..conftest import FakeClock, World, open_world
+from ..support.clients import call, connect
 
 pytestmark = pytest.mark.anyio
 
@@ -23,10 +23,6 @@ ANA, BOB = "ana-erased-7q", "bob-kept-3x"
 HOLDERS = ["audit_log", "similarity_index", "database", "pseudonym_cache", "shared_model"]
 
 
-async def call(c: Any, tool: str, **arguments: Any) -> Any:
-    result = await c.call_tool(tool, arguments)
-    assert not result.is_error, result.content[0].text
-    return result.structured_content
 
 
 async def seed(c: Any, user_id: str, marker: str) -> None:

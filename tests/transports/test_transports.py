@@ -22,8 +22,9 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSI
 
 from mnky_profiles.server import cli
 
-from .conftest import ERAS
-from .support_servers import (
+from ..conftest import ERAS
+from ..support.clients import call, tool_text
+from ..support.servers import (
     ANA,
     BEN,
     COMPANION,
@@ -38,7 +39,6 @@ from .support_servers import (
     sha256,
     stdio_params,
     stop,
-    tool_text,
     write_config,
 )
 
@@ -52,11 +52,6 @@ def assert_era(client: Client, mode: str) -> None:
     assert client.protocol_version in expected, (mode, client.protocol_version)
 
 
-async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
-    result = await client.call_tool(tool, arguments)
-    assert not result.is_error, tool_text(result)
-    assert result.structured_content is not None
-    return result.structured_content
 
 
 def withheld(view: dict[str, Any]) -> dict[str, str]:
