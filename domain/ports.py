@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -88,8 +89,14 @@ class PersonalData(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class SubjectKey:
+    secret: bytes  # the subject's own pseudonym key
+    legacy: str | None = None  # the audit's name for a subject from before subject keys existed
+
+
 class SubjectKeys(Protocol):
-    async def subject_keys(self, user_ids: Sequence[str]) -> dict[str, bytes]:
+    async def subject_keys(self, user_ids: Sequence[str]) -> dict[str, SubjectKey]:
         """Each subject's own pseudonym key, made with the profile and erased with it; absent without a profile."""
         ...
 
@@ -108,7 +115,9 @@ class AuditStore(Protocol):
     async def head(self) -> tuple[int, str] | None:
         """The place and hash recorded with the newest append."""
         ...
-    def entries(self, subject: str | None = None) -> AsyncIterator[ChainedEntry]: ...
+    def entries(self, subjects: Sequence[str] | None = None) -> AsyncIterator[ChainedEntry]:
+        """The log in order; with ``subjects`` only the entries that name one of these pseudonyms."""
+        ...
 
 
 class EmbeddingCache(Protocol):

@@ -52,8 +52,8 @@ class AuditLog:
 
     async def entries(self, subject: str | None = None) -> AsyncIterator[ChainedEntry]:
         """The log in order; with ``subject`` (a raw user id) only the entries about that person."""
-        pseudonym = None if subject is None else await self._pseudonyms.subject(subject)
-        async for entry in self._store.entries(pseudonym):
+        names = None if subject is None else await self._pseudonyms.names(subject)
+        async for entry in self._store.entries(names):
             yield entry
 
     async def last(self) -> ChainedEntry | None:

@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from ..domain.ports import SubjectKeys
+from ..domain.ports import SubjectKey, SubjectKeys
 from .subjects import is_user_id
 
 
@@ -38,11 +38,11 @@ class Pseudonymizer:
         self._ttl = ttl
         self._capacity = capacity
         self._clock = clock
-        self._cache: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[SubjectKey, float]] = OrderedDict()
 
-    async def _subject_keys(self, user_ids: Sequence[str]) -> dict[str, bytes]:
+    async def _subject_keys(self, user_ids: Sequence[str]) -> dict[str, SubjectKey]:
         now = self._clock()
-        found: dict[str, bytes] = {}
+        found: dict[str, SubjectKey] = {}
         for user_id in user_ids:
             cached = self._cache.get(user_id)
             if cached is not None and cached[1] > now:
@@ -63,12 +63,18 @@ class Pseudonymizer:
     async def subject(self, user_id: str) -> str:
         """The audit log's name for a data subject."""
         key = (await self._subject_keys([user_id])).get(user_id)
-        return "s_" + (_mac(key, "subject") if key is not None else _mac(self._server_key, "subject", user_id))[:32]
+        return "s_" + (_mac(key.secret, "subject") if key is not None
+                       else _mac(self._server_key, "subject", user_id))[:32]
+
+    async def names(self, user_id: str) -> tuple[str, ...]:
+        """Every name the audit log knows the subject by: the current one, and one from before subject keys."""
+        key = (await self._subject_keys([user_id])).get(user_id)
+        return (await self.subject(user_id), *((key.legacy,) if key is not None and key.legacy else ()))
 
     async def for_callers(self, caller: str, user_ids: Sequence[str]) -> dict[str, str]:
         """How ``caller`` sees other people: stable for that caller, unlinkable across callers."""
         keys = await self._subject_keys(user_ids)
-        return {u: "p_" + (_mac(keys[u], "caller", caller) if u in keys
+        return {u: "p_" + (_mac(keys[u].secret, "caller", caller) if u in keys
                            else _mac(self._server_key, "caller", caller, u))[:24] for u in user_ids}
 
     # -- the personal-data port: a subject's key, kept in memory ------------------------------------------------

@@ -120,11 +120,13 @@ server_keys = sa.Table(
 )
 
 # Each data subject's own pseudonym key (hex), made with the profile and deleted with it: once it is gone, no one
-# can tell which audit entries were about the person.
+# can tell which audit entries were about the person. ``legacy_pseudonym``: the name the audit gave a profile made
+# before subject keys existed (revision 0004), so its earlier entries stay findable until the row goes.
 subject_keys = sa.Table(
     "subject_keys", metadata,
     sa.Column("user_id", sa.String(128), sa.ForeignKey("profiles.user_id", ondelete="CASCADE"), primary_key=True),
     sa.Column("secret", sa.String(64), nullable=False),
+    sa.Column("legacy_pseudonym", sa.String(64), nullable=True),
 )
 
 # -- learning ------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 
 from ...domain.audit import AuditEntry, ChainedEntry, Withholding
 from ...domain.errors import Conflict
+from ...domain.ports import SubjectKey
 from .. import migrations
 from . import personal
 from . import schema as t
@@ -104,13 +105,13 @@ class SQLStore:
         assert row is not None
         return bytes.fromhex(row[0])
 
-    async def subject_keys(self, user_ids: Sequence[str]) -> dict[str, bytes]:
+    async def subject_keys(self, user_ids: Sequence[str]) -> dict[str, SubjectKey]:
         """Each subject's own pseudonym key; an id without a profile has none."""
-        found: dict[str, bytes] = {}
+        found: dict[str, SubjectKey] = {}
         async with self.db.read() as conn:
             for chunk in chunks(user_ids):
                 rows = (await conn.execute(_KEYS, {"ids": chunk})).all()
-                found.update((r.user_id, bytes.fromhex(r.secret)) for r in rows)
+                found.update((r.user_id, SubjectKey(bytes.fromhex(r.secret), r.legacy_pseudonym)) for r in rows)
         return found
 
     # -- audit log -----------------------------------------------------------------------------------------
@@ -141,12 +142,13 @@ class SQLStore:
             row = (await conn.execute(sa.select(t.audit_head.c.seq, t.audit_head.c.hash))).first()
         return None if row is None else (row[0], row[1])
 
-    async def entries(self, subject: str | None = None, batch: int = 1000) -> AsyncIterator[ChainedEntry]:
+    async def entries(self, subjects: Sequence[str] | None = None, batch: int = 1000
+                      ) -> AsyncIterator[ChainedEntry]:
         after = -1
         while True:
             query = sa.select(t.audit_log).where(t.audit_log.c.seq > after)
-            if subject is not None:
-                query = query.where(t.audit_log.c.subject == subject)
+            if subjects is not None:
+                query = query.where(t.audit_log.c.subject.in_(list(subjects)))
             query = query.order_by(t.audit_log.c.seq).limit(batch)
             async with self.db.read() as conn:
                 rows = (await conn.execute(query)).all()

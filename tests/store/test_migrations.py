@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import subprocess
 import sys
@@ -124,6 +126,42 @@ async def test_every_revision_steps_down_and_up_one_at_a_time(store: SQLStore) -
         await store.db.run_sync(lambda conn: migrations.upgrade(conn, "+1"))
         assert await store.schema_revision() == expected
     assert await store.db.run_sync(differences) == []
+
+
+async def test_profiles_from_before_subject_keys_keep_their_audit_names_until_erased(store: SQLStore) -> None:
+    """Revision 0004 gives every profile a key of its own and keeps the name the server-wide key gave it, so the
+    subject's earlier audit entries stay theirs; the server-wide key is replaced, so after erasure nobody can work
+    that name out again."""
+    from mnky_profiles.privacy.audit import AuditLog
+    from mnky_profiles.privacy.pseudonyms import Pseudonymizer
+
+    from ..conftest import FakeClock
+
+    await store.db.run_sync(lambda conn: migrations.upgrade(conn, "0003"))
+    old_key = await store.secret("pseudonyms")
+    at = datetime(2024, 1, 1, tzinfo=UTC)
+    old_name = "s_" + hmac.new(old_key, b"subject\x1fana", hashlib.sha256).hexdigest()[:32]  # how 0003 named her
+
+    def before(conn: Connection) -> None:
+        conn.execute(schema.profiles.insert(), {"user_id": "ana", "created_at": at, "updated_at": at})
+        conn.execute(sa.text("INSERT INTO audit_log (seq, at, caller, action, subject, purpose, released, withheld, "
+                             "outcome, prev_hash, hash) VALUES (1, :at, 'c', 'tool:get_profile', :s, 'service', "
+                             "'[]', '[]', 'ok', :z, :z)"), {"at": at, "s": old_name, "z": "0" * 64})
+
+    await store.db.run_sync(before)
+    await store.migrate()
+    new_key = await store.secret("pseudonyms")
+    assert new_key != old_key
+    pseudonyms = Pseudonymizer(new_key, store)
+    audit = AuditLog(store, FakeClock(), pseudonyms)
+    found = [e async for e in audit.entries("ana")]
+    assert [e.entry.subject for e in found] == [old_name]
+    await audit.record(caller="c", action="tool:get_profile", subject="ana", purpose="service", outcome="ok")
+    assert len([e async for e in audit.entries("ana")]) == 2  # the old name and the new, both hers
+    await store.erase("ana")
+    await pseudonyms.erase("ana")  # the key this process keeps in memory goes with it (holders erase in order)
+    assert [e async for e in audit.entries("ana")] == []
+    assert len([e async for e in audit.entries()]) == 2  # kept, and nobody's any more
 
 
 async def test_migrating_twice_changes_nothing(store: SQLStore) -> None:

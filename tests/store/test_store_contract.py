@@ -432,9 +432,10 @@ async def test_audit_entries_in_order_and_by_subject(store: SQLStore) -> None:
         assert await store.append(entry)
     assert [e async for e in store.entries()] == written
     assert [e async for e in store.entries(batch=5)] == written  # across pages
-    assert [e async for e in store.entries(subject="p-a", batch=2)] == [
+    assert [e async for e in store.entries(subjects=["p-a"], batch=2)] == [
         e for e in written if e.entry.subject == "p-a"]
-    assert [e async for e in store.entries(subject="p-none")] == []
+    assert [e async for e in store.entries(subjects=["p-none"])] == []
+    assert [e async for e in store.entries(subjects=["p-a", "p-b"])] == [e for e in written if e.entry.subject]
 
 
 async def test_server_secret_is_stable_across_calls_and_reopen(store: SQLStore, open_store: StoreFactory) -> None:
