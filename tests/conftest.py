@@ -137,7 +137,7 @@ class World:
 
     @asynccontextmanager
     async def client(self, caller: str = "privacy-officer", mode: str = "legacy") -> AsyncIterator[Client]:
-        async with Client(self.server(caller), mode=mode) as c:  # type: ignore[arg-type]
+        async with Client(self.server(caller), mode=mode) as c:
             yield c
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from ..conftest import ERAS, World
-from ..support.clients import call
+from ..support.clients import call, tool_text
 from ..support.people import seed_user
 
 pytestmark = pytest.mark.anyio
@@ -18,7 +18,7 @@ async def test_missing_consent_is_an_actionable_tool_error(world: World, mode: s
     async with world.client("shopping-assistant", mode) as c:
         result = await c.call_tool("get_profile", {"user_id": "u1", "purpose": "personalization"})
     assert result.is_error
-    text = result.content[0].text
+    text = tool_text(result)
     assert "no consent record" in text and "record_consent" in text
     assert "lavender" not in text
 
@@ -31,7 +31,7 @@ async def test_withdrawal_takes_effect_on_the_next_call(world: World) -> None:
                             source="chat:shopping-assistant")
         assert ledger["reason"] == "withdrawn" and ledger["allowed"] is False
         result = await c.call_tool("get_profile", {"user_id": "u1", "purpose": "personalization"})
-    assert result.is_error and "withdrawn" in result.content[0].text
+    assert result.is_error and "withdrawn" in tool_text(result)
 
 
 async def test_expired_grant_is_no_consent(world: World) -> None:

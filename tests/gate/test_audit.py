@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -18,6 +18,7 @@ from mcp.shared.exceptions import MCPError
 
 from mnky_profiles.server.cli import main
 from mnky_profiles.store.sql import schema
+from mnky_profiles.store.sql.repositories import SQLRepositories
 
 from ..conftest import ERAS, PG_URL, World
 from ..support.clients import connect
@@ -102,7 +103,7 @@ async def test_entries_never_hold_raw_identifiers_or_values(world: World) -> Non
             for kind, target, arguments, _ in CALLS:
                 await send(c, kind, target, arguments)
     async with world.runtime.store.read() as repo:
-        rows = (await repo.conn.execute(sa.select(schema.audit_log))).all()
+        rows = (await cast(SQLRepositories, repo).conn.execute(sa.select(schema.audit_log))).all()
     assert len(rows) > 3 * len(CALLS)
     subject = await world.runtime.pseudonyms.subject(USER)
     assert sum(1 for r in rows if r.subject == subject) > len(CALLS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from mnky_profiles.domain.limits import MAX_ATTRIBUTES, MAX_BATCH
 from mnky_profiles.domain.purposes import CONSENT_PURPOSES, PURPOSE_NAMES, PURPOSES
 
 from ..conftest import FakeClock, World, open_world
-from ..support.clients import connect
+from ..support.clients import connect, tool_text
 from ..support.gate import audit_length, newest_entry, required_arguments, resolve, snapshot
 
 pytestmark = pytest.mark.anyio
@@ -54,7 +54,7 @@ def wrong_value(types: set[str]) -> st.SearchStrategy[Any] | None:
     if "any" in types:
         return None
     if types & {"array", "object"}:
-        options = []
+        options: list[st.SearchStrategy[Any]] = []
         if "array" not in types:
             options.append(st.lists(_scalars, max_size=3))
         if "object" not in types:
@@ -67,6 +67,11 @@ def wrong_value(types: set[str]) -> st.SearchStrategy[Any] | None:
     return _containers
 
 
+def _with(valid: dict[str, Any], name: str) -> Callable[[Any], Garbage]:
+    """Valid arguments with ``name`` set to a value, and the name the error must mention."""
+    return lambda value: ({**valid, name: value}, name)
+
+
 def schema_garbage(schema: dict[str, Any], valid: dict[str, Any]) -> st.SearchStrategy[Garbage]:
     required = [name for name in schema.get("required", []) if name in valid]
     options: list[st.SearchStrategy[Garbage]] = []
@@ -76,7 +81,7 @@ def schema_garbage(schema: dict[str, Any], valid: dict[str, Any]) -> st.SearchSt
     for name, node in schema.get("properties", {}).items():
         wrong = wrong_value(_types(schema, node))
         if wrong is not None:
-            options.append(wrong.map(lambda value, name=name: ({**valid, name: value}, name)))
+            options.append(wrong.map(_with(valid, name)))
     options.append(st.just(({}, None)) if required else st.nothing())
     return st.one_of(options)
 
@@ -130,11 +135,12 @@ def bad_properties(event_type: str) -> st.SearchStrategy[Garbage]:
     hidden = st.tuples(junk, unstorable).map(lambda t: ({"nested": [t[0], {"deep": t[1]}]}, "NUL"))
     required = {"rating": "rating", "dwell": "seconds", "mood_check_in": "mood", "search": "query",
                 "feature_use": "feature"}.get(event_type)
-    options = [too_many, too_big, hidden]
+    options: list[st.SearchStrategy[Garbage]] = [too_many, too_big, hidden]
     if required is not None:
         options.append(st.just(({}, required)))
-    if event_type in ("rating", "dwell", "mood_check_in"):
-        options.append(junk.map(lambda v: ({required: [v]}, required)))  # nested junk where a value belongs
+        if event_type in ("rating", "dwell", "mood_check_in"):
+            options.append(junk.map(_with({}, required)).map(
+                lambda g: ({k: [v] for k, v in g[0].items()}, g[1])))  # nested junk where a value belongs
     return st.one_of(options)
 
 
@@ -226,7 +232,7 @@ def tool_garbage(name: str, now: datetime, retention_days: int) -> st.SearchStra
     return None
 
 
-VALID = {
+VALID: dict[str, dict[str, Any]] = {
     "get_profile": {"user_id": USER, "purpose": "service"},
     "check_consent": {"user_id": USER, "purpose": "marketing"},
     "update_profile": {"user_id": USER, "attributes": {"language": "en-GB"}},
@@ -377,7 +383,7 @@ async def test_a_source_with_a_trailing_newline_cannot_poison_the_profile(world:
         await assert_refused_cleanly(world, c, "update_profile", {"user_id": USER, "attributes": {"likes": ["oud"]},
                                                                   "source": "explicit\n"}, "source")
         view = await c.call_tool("get_profile", {"user_id": USER, "purpose": "marketing"})
-        assert not view.is_error, view.content[0].text
+        assert not view.is_error, tool_text(view)
     assert view.structured_content["preferences"]["likes"]["value"] == ["lavender"]
 
 

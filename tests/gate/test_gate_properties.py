@@ -30,7 +30,7 @@ from mnky_profiles.privacy.surface import Handler
 from mnky_profiles.server.catalog import CATALOG
 
 from ..conftest import ERAS, FakeClock, World, open_world
-from ..support.clients import call, connect
+from ..support.clients import call, connect, prompt_text, resource_text, tool_text
 from ..support.gate import (
     CONSENT_STATES,
     MarkedUser,
@@ -152,7 +152,7 @@ async def perform(client: Client, call: Call) -> tuple[Any, str | None]:
     try:
         if call.kind == "tool":
             result = await client.call_tool(call.name, call.arguments)
-            return result, (result.content[0].text if result.is_error else None)
+            return result, (tool_text(result) if result.is_error else None)
         if call.kind == "resource":
             return await client.read_resource(call.uri), None
         return await client.get_prompt(call.name, call.arguments), None
@@ -198,7 +198,7 @@ async def check_call(world: World, client: Client, user: MarkedUser, call: Call,
         for w in entry.withheld:  # a prompt is text: the withheld fields are named in it
             assert f"{w.field} ({w.reason})" in shown, (w, shown)
     else:
-        data = result.structured_content if call.kind == "tool" else json.loads(result.contents[0].text)
+        data = result.structured_content if call.kind == "tool" else json.loads(resource_text(result))
         check_output_matches_audit(user, expected, data, entry)
     if expected.handler.name in PROFILE_VIEWS:
         check_nothing_over_withheld(user, expected, sections, shown, entry)
@@ -349,8 +349,8 @@ async def test_no_consent_record_means_no_consent_for_every_consent_purpose(worl
                 continue
             before = await audit_length(world.runtime)
             result = await c.call_tool("get_profile", {"user_id": "u1", "purpose": purpose})
-            assert result.is_error and "no consent record" in result.content[0].text, purpose
-            assert "lavender-marker" not in result.content[0].text
+            assert result.is_error and "no consent record" in tool_text(result), purpose
+            assert "lavender-marker" not in tool_text(result)
             assert await audit_length(world.runtime) == before + 1
             assert (await newest_entry(world.runtime)).outcome == "error:consent_required"
         # The contract purpose needs no record.
@@ -385,7 +385,7 @@ async def test_a_caller_without_the_purpose_gets_an_audited_tool_error(world: Wo
         before = await audit_length(world.runtime)
         result = await c.call_tool("get_profile", {"user_id": "u1", "purpose": "marketing"})
     assert result.is_error
-    text = result.content[0].text
+    text = tool_text(result)
     assert "may not act for purpose 'marketing'" in text and "ana@example.org" not in text
     assert await audit_length(world.runtime) == before + 1
     entry = await newest_entry(world.runtime)
@@ -399,7 +399,7 @@ async def test_a_caller_without_the_role_gets_an_audited_tool_error(world: World
     before = await snapshot(world.runtime)
     async with connect(world.server("insights-agent")) as c:
         result = await c.call_tool("update_profile", {"user_id": "u1", "attributes": {"likes": ["oud"]}})
-    assert result.is_error and "lacks the 'writer' role" in result.content[0].text
+    assert result.is_error and "lacks the 'writer' role" in tool_text(result)
     assert await snapshot(world.runtime) == before
     entry = await newest_entry(world.runtime)
     assert (entry.action, entry.outcome) == ("tool:update_profile", "error:not_permitted")
@@ -416,7 +416,7 @@ async def test_analytics_refuses_individual_level_reads(backend: str, tmp_path: 
         await seed(world, consent=("analytics",))
         async with connect(world.server("privacy-officer")) as c:
             result = await c.call_tool("get_profile", {"user_id": "u1", "purpose": "analytics"})
-            assert result.is_error and "aggregates only" in result.content[0].text
+            assert result.is_error and "aggregates only" in tool_text(result)
             with pytest.raises(MCPError, match="aggregates only"):
                 await c.get_prompt("personalize", {"user_id": "u1", "purpose": "analytics"})
         async with connect(world.server("analyst")) as c:
@@ -437,13 +437,13 @@ async def test_an_empty_value_is_gated_like_any_other(backend: str, tmp_path: Pa
         async with world.runtime.store.write() as repo:
             await repo.create_profile("u1", clock.now())  # an account with nothing held yet
         async with connect(world.server("privacy-officer")) as c:
-            assert "nothing beyond the account" in (await c.get_prompt(
-                "privacy_summary", {"user_id": "u1"})).messages[0].content.text
-            ledger = json.loads((await c.read_resource("consent://u1")).contents[0].text)
+            assert "nothing beyond the account" in prompt_text(await c.get_prompt(
+                "privacy_summary", {"user_id": "u1"}))
+            ledger = json.loads(resource_text(await c.read_resource("consent://u1")))
             assert ledger["history"] == []  # the officer may see that the ledger is empty
         async with connect(world.server("blind")) as c:
-            ledger = json.loads((await c.read_resource("consent://u1")).contents[0].text)
-            summary = (await c.get_prompt("privacy_summary", {"user_id": "u1"})).messages[0].content.text
+            ledger = json.loads(resource_text(await c.read_resource("consent://u1")))
+            summary = prompt_text(await c.get_prompt("privacy_summary", {"user_id": "u1"}))
     assert "history" not in ledger
     assert ("history", "caller_not_permitted") in {(w["field"], w["reason"]) for w in ledger["withheld"]}
     assert "held (caller_not_permitted)" in summary and "nothing beyond the account" not in summary

@@ -33,7 +33,7 @@ from mnky_profiles.tools.arguments import Purpose
 from mnky_profiles.usecases.app import Scope
 
 from ..conftest import FakeClock, World, open_world
-from ..support.clients import connect
+from ..support.clients import connect, tool_text
 from ..support.gate import (
     audit_length,
     audit_text,
@@ -155,10 +155,10 @@ async def test_every_tool_is_described_titled_hinted_and_typed(surface: World) -
             assert {"type", "anyOf", "enum", "const"} & node.keys(), (t.name, name)
         assert t.output_schema is not None and t.output_schema.get("properties"), t.name
         assert personal_required(t.output_schema) == [], t.name
-    hints = {t.name: t.annotations for t in listed}
-    assert all(hints[n].read_only_hint is True for n in READ_ONLY)
-    assert all(hints[n].read_only_hint is False for n in WRITES)
-    assert hints["record_consent"].idempotent_hint is True
+    by_name = {t.name: t.annotations for t in listed if t.annotations is not None}
+    assert all(by_name[n].read_only_hint is True for n in READ_ONLY)
+    assert all(by_name[n].read_only_hint is False for n in WRITES)
+    assert by_name["record_consent"].idempotent_hint is True
 
 
 async def test_read_only_tools_write_nothing(surface: World) -> None:
@@ -171,7 +171,7 @@ async def test_read_only_tools_write_nothing(surface: World) -> None:
                 continue
             before = await snapshot(surface.runtime)
             result = await c.call_tool(t.name, calls.get(t.name) or required_arguments(t.input_schema, "ana"))
-            assert t.name not in calls or not result.is_error, result.content[0].text
+            assert t.name not in calls or not result.is_error, tool_text(result)
             assert await snapshot(surface.runtime) == before, t.name
 
 
@@ -205,7 +205,7 @@ async def test_every_registered_handler_is_behind_the_gate(surface: World) -> No
 async def test_a_writer_without_the_reader_role_reads_nothing(surface: World) -> None:
     async with connect(surface.server("writer-only")) as c:
         result = await c.call_tool("get_profile", {"user_id": "ana", "purpose": "service"})
-        assert result.is_error and "'reader' role" in result.content[0].text
+        assert result.is_error and "'reader' role" in tool_text(result)
         assert not (await c.call_tool("update_profile", {"user_id": "ana",
                                                          "attributes": {"language": "pt-PT"}})).is_error
 
@@ -252,7 +252,7 @@ async def test_a_new_tool_is_gated_without_gate_code(tmp_path: Any, clock: FakeC
     ok, no = entries
     assert (ok.action, ok.outcome, ok.released) == ("tool:probe_whereabouts", "ok", ("country",))
     assert {(w.field, w.reason) for w in ok.withheld} == {(w["field"], w["reason"]) for w in view["withheld"]}
-    assert refused.is_error and "may not act for purpose 'marketing'" in refused.content[0].text
+    assert refused.is_error and "may not act for purpose 'marketing'" in tool_text(refused)
     assert (no.action, no.outcome) == ("tool:probe_whereabouts", "error:not_permitted")
     assert "probe_whereabouts" not in {h.name for h in CATALOG}
 
@@ -299,19 +299,19 @@ async def test_subjects_named_otherwise_are_bound_and_consent_checked(surface: W
                           {"orders": [{"customer": "ana"}], "referred_by": "bob"},
                           {"orders": [{"customer": "ana"}], "tags": {"x": ["bob"]}}):
             refused = await c.call_tool("probe_orders", {"purpose": "service", **arguments})
-            assert refused.is_error and "bound to one data subject" in refused.content[0].text, arguments
+            assert refused.is_error and "bound to one data subject" in tool_text(refused), arguments
         assert not (await c.call_tool("probe_orders", {"purpose": "service",
                                                        "orders": [{"customer": "ana"}]})).is_error
     assert (await newest_entry(runtime)).subject == await runtime.pseudonyms.subject("ana")
     async with connect(officer) as c:
         refused = await c.call_tool("probe_orders", {"purpose": "personalization",
                                                      "orders": [{"customer": "ana"}, {"customer": "bob"}]})
-        assert refused.is_error and "'bob' has no consent record" in refused.content[0].text
+        assert refused.is_error and "'bob' has no consent record" in tool_text(refused)
         entry = await newest_entry(runtime)
         assert (entry.outcome, entry.subject) == ("error:consent_required", None)  # two subjects: none named
         unknown = await c.call_tool("probe_orders", {"purpose": "personalization",
                                                      "orders": [{"customer": "ana"}, {"customer": "nobody-x"}]})
-        assert unknown.is_error and "No profile exists for user_id 'nobody-x'" in unknown.content[0].text
+        assert unknown.is_error and "No profile exists for user_id 'nobody-x'" in tool_text(unknown)
         assert not (await c.call_tool("probe_orders", {"purpose": "personalization",
                                                        "orders": [{"customer": "ana"}]})).is_error
 
@@ -418,10 +418,10 @@ async def test_handlers_registered_around_the_gate_are_refused_and_audited(surfa
     server.resource("ungated://{user_id}")(ungated_resource)
     server.prompt(name="ungated_prompt")(ungated_prompt)
     runtime = surface.runtime
-    async with Client(server, mode="legacy", cache=None) as c:  # type: ignore[arg-type]
+    async with Client(server, mode="legacy", cache=None) as c:
         before = await audit_length(runtime)
         result = await c.call_tool("ungated_lookup", {"user_id": "ana"})
-        assert result.is_error and "did not pass the consent gate" in result.content[0].text
+        assert result.is_error and "did not pass the consent gate" in tool_text(result)
         assert "leaked-marker" not in "\n".join(result_texts(result))
         outcomes = [await newest_entry(runtime)]
         with pytest.raises(MCPError) as resource_error:

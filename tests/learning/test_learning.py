@@ -12,7 +12,7 @@ import pytest
 from mnky_profiles.domain.catalog import Item
 
 from ..conftest import ERAS, FakeClock, World, open_world
-from ..support.clients import call
+from ..support.clients import call, tool_text
 
 pytestmark = pytest.mark.anyio
 
@@ -184,14 +184,14 @@ async def test_withdrawal_removes_a_user_from_the_index_at_once(world: World) ->
         assert len(found["neighbours"]) == 1
         # As a query too: without profiling consent the search is refused.
         result = await c.call_tool("find_similar_users", {"user_id": "fan-2", "purpose": "profiling"})
-    assert result.is_error and "withdrawn" in result.content[0].text
+    assert result.is_error and "withdrawn" in tool_text(result)
 
 
 async def test_similar_users_needs_the_profiling_purpose(world: World) -> None:
     async with world.client("privacy-officer") as c:
         await _similar_world(c)
         result = await c.call_tool("find_similar_users", {"user_id": "fan-1", "purpose": "personalization"})
-    assert result.is_error and "profiling" in result.content[0].text
+    assert result.is_error and "profiling" in tool_text(result)
 
 
 async def test_shared_model_trains_on_consenting_users_only(world: World) -> None:

@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from mnky_profiles.domain.preferences import Preference
 from mnky_profiles.learning.preferences import (
     EVENT_WEIGHTS,
-    Preference,
     Signal,
     apply,
     effective,
@@ -136,7 +136,7 @@ def test_search_signals_go_to_the_tokens_the_query_names() -> None:
 def ease_reference(x: np.ndarray, l2: float) -> np.ndarray:
     """Steck (2019), written out: B = I - P / diag(P) with P = (X'X + l2 I)^-1, i.e. -P_ij / P_jj off the diagonal."""
     p = np.linalg.inv(x.T @ x + l2 * np.eye(x.shape[1]))
-    b = -p / np.diag(p)
+    b: np.ndarray = -p / np.diag(p)
     np.fill_diagonal(b, 0.0)
     return b
 

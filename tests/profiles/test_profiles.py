@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ..conftest import ERAS, World
-from ..support.clients import call
+from ..support.clients import call, tool_text
 from ..support.people import seed_user
 
 pytestmark = pytest.mark.anyio
@@ -59,6 +59,6 @@ async def test_a_rejected_batch_writes_nothing(world: World) -> None:
             {"user_id": "u1", "event_type": "view", "item_id": "candle-lavender"},
             {"user_id": "u1", "event_type": "view", "item_id": "no-such-item"},
         ]})
-        assert result.is_error and "no-such-item" in result.content[0].text
+        assert result.is_error and "no-such-item" in tool_text(result)
         view = await call(c, "get_profile", user_id="u1", purpose="personalization", sections=["behavior"])
     assert view["behavior"]["event_counts"] == {}

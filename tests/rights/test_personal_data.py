@@ -6,16 +6,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import sqlalchemy as sa
 
 from mnky_profiles.store.sql import schema
 from mnky_profiles.store.sql.personal import DEPENDENT_TABLES, SUBJECT_TABLES
+from mnky_profiles.store.sql.repositories import SQLRepositories
+from mnky_profiles.store.sql.store import SQLStore
 
 from ..conftest import FakeClock, World, open_world
-from ..support.clients import call, connect
+from ..support.clients import call, connect, tool_text
 
 pytestmark = pytest.mark.anyio
 
@@ -46,7 +48,7 @@ async def rows_naming(world: World, *needles: str) -> list[str]:
     found = []
     async with world.runtime.store.read() as repo:
         for table in schema.metadata.sorted_tables:
-            for row in (await repo.conn.execute(sa.select(table))).all():  # type: ignore[attr-defined]
+            for row in (await cast(SQLRepositories, repo).conn.execute(sa.select(table))).all():
                 if any(n in repr(tuple(row)) for n in needles):
                     found.append(f"{table.name}: {tuple(row)!r}")
     return found
@@ -103,7 +105,7 @@ async def test_every_holder_holds_exports_and_erases_one_subject(world: World) -
         similar = await call(c, "find_similar_users", user_id=BOB, purpose="profiling", min_similarity=-1)
         assert similar.get("neighbours") in (None, [])
         missing = await c.call_tool("get_profile", {"user_id": ANA, "purpose": "service"})
-        assert missing.is_error and "No profile exists" in missing.content[0].text
+        assert missing.is_error and "No profile exists" in tool_text(missing)
 
 
 async def test_the_local_index_keeps_no_trace_on_disk(tmp_path: Path, clock: FakeClock) -> None:
@@ -134,13 +136,14 @@ async def test_an_erasure_by_another_process_reaches_the_key_cache_within_its_li
     from mnky_profiles.privacy.pseudonyms import Pseudonymizer
 
     now = [0.0]
-    pseudonyms = Pseudonymizer(b"k" * 32, world.runtime.store, ttl=60, clock=lambda: now[0])
+    store = cast(SQLStore, world.runtime.store)  # its subject keys, and its erasure as another process runs it
+    pseudonyms = Pseudonymizer(b"k" * 32, store, ttl=60, clock=lambda: now[0])
     async with connect(world.server("privacy-officer")) as c:
         await call(c, "update_profile", user_id=ANA, create=True, attributes={"language": "en"})
     first = await pseudonyms.subject(ANA)
     assert first == await world.runtime.pseudonyms.subject(ANA)  # the subject's own key, not the server's
     assert (await pseudonyms.for_callers("a", [ANA]))[ANA] != (await pseudonyms.for_callers("b", [ANA]))[ANA]
-    await world.runtime.store.erase(ANA)  # as another process would: this one's cache still has the key
+    await store.erase(ANA)  # as another process would: this one's cache still has the key
     assert await pseudonyms.subject(ANA) == first
     now[0] += 61
     assert await pseudonyms.subject(ANA) != first

@@ -491,9 +491,9 @@ def consent_histories(draw: st.DrawFn) -> tuple[list[tuple[int, str, ConsentStat
     hours from T0. Purposes include the contract one; sources the sale opt-out signals."""
     # Weighted so that the interplay that matters (an opt-out beside a marketing grant, a lapsing grant) is common.
     purposes = [*PURPOSE_NAMES, "marketing", "marketing", "profiling"]
-    record = st.tuples(st.integers(0, 2), st.sampled_from(purposes),
-                       st.sampled_from(("granted", "granted", "denied", "withdrawn")), st.sampled_from(SOURCES),
-                       st.none() | st.integers(-6, 30))
+    states: tuple[ConsentState, ...] = ("granted", "granted", "denied", "withdrawn")
+    record = st.tuples(st.integers(0, 2), st.sampled_from(purposes), st.sampled_from(states),
+                       st.sampled_from(SOURCES), st.none() | st.integers(-6, 30))
     return draw(st.lists(record, max_size=24)), draw(st.integers(-2, 30))
 
 

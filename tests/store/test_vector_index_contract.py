@@ -25,7 +25,7 @@ from mnky_profiles.store.vectors.pinecone import PineconeIndex, decode_id, encod
 
 from ..fakes import BackgroundServer
 from ..fakes.pinecone_server import FakePinecone
-from ..support.clients import connect
+from ..support.clients import connect, tool_text
 
 pytestmark = pytest.mark.anyio
 
@@ -34,7 +34,8 @@ KINDS = ["local-exact", "local-hnsw", "pinecone"]
 
 
 def unit(rows: np.ndarray) -> np.ndarray:
-    return rows / np.linalg.norm(rows, axis=-1, keepdims=True)
+    normalized: np.ndarray = rows / np.linalg.norm(rows, axis=-1, keepdims=True)
+    return normalized
 
 
 def population(n: int = 60, seed: int = 3) -> tuple[list[str], np.ndarray]:
@@ -348,9 +349,9 @@ async def test_local_rebuild_replaces_everything(tmp_path: Path) -> None:
 async def test_local_index_switches_between_exact_and_hnsw(tmp_path: Path) -> None:
     index = LocalVectorIndex(DIM, hnsw_threshold=40)
     ids, vectors = population(60)
-    await index.upsert(ids[:40], vectors[:40])
+    await index.upsert(ids[:40], vectors[:40].tolist())
     assert not index.uses_hnsw
-    await index.upsert(ids[40:], vectors[40:])
+    await index.upsert(ids[40:], vectors[40:].tolist())
     assert index.uses_hnsw
     assert_same_ranking(await index.query(vectors[3].tolist(), 5), exact(ids, vectors, vectors[3], 5))
     await index.delete(ids[:45])  # 15 left: under half the threshold, the graph goes
@@ -402,7 +403,7 @@ async def test_pinecone_batches_large_writes(pinecone_fake: tuple[FakePinecone, 
         ids = [f"u{i}" for i in range(2_500)]
         vectors = unit(np.random.default_rng(4).standard_normal((2_500, DIM)))
         before = len(fake.requests)
-        await index.upsert(ids, vectors)
+        await index.upsert(ids, vectors.tolist())
         assert fake.requests[before:].count(("POST", "/vectors/upsert")) == 3  # the service takes 1,000 at most
         assert await index.count() == 2_500
         await index.delete(ids)
@@ -567,7 +568,7 @@ async def test_the_server_finds_similar_users_on_pinecone_and_a_failing_service_
             failed = await c.call_tool("find_similar_users", {"user_id": "fan-1", "purpose": "profiling"})
         finally:
             fake.fail_status = None
-        assert failed.is_error and "retry shortly" in failed.content[0].text
-        assert "503" not in failed.content[0].text  # the backend's detail is for the log, not the agent
+        assert failed.is_error and "retry shortly" in tool_text(failed)
+        assert "503" not in tool_text(failed)  # the backend's detail is for the log, not the agent
         assert (await newest_entry(world.runtime)).outcome == "error:storage"
         assert await snapshot(world.runtime) == before

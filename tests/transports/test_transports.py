@@ -140,7 +140,7 @@ async def test_stdio_serves_the_sdk_client(tmp_path: Path, mode: str) -> None:
 def test_stdio_stdout_carries_only_the_protocol(tmp_path: Path) -> None:
     """Every stdout line is a JSON-RPC message; the server's logs (here the schema migration) go to stderr."""
     config = write_config(tmp_path)
-    requests = [
+    requests: list[dict[str, Any]] = [
         {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
             "protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}}},
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
@@ -282,11 +282,12 @@ async def test_a_subject_bound_token_reaches_only_its_subject(token_server: Http
     async with token_server.session(TOKENS["ana-companion"], mode=mode) as companion:
         view = await call(companion, "get_profile", user_id="u1", purpose="service")
         assert view["user_id"] == "u1" and view["demographics"]["language"]["value"] == "en-GB"
-        for tool, arguments in [
+        attempts: list[tuple[str, dict[str, Any]]] = [
             ("get_profile", {"user_id": "u2", "purpose": "service"}),
             ("check_consent", {"user_id": "u2", "purpose": "service"}),
             ("update_profile", {"user_id": "u2", "attributes": {"language": "en-GB"}}),
-        ]:
+        ]
+        for tool, arguments in attempts:
             refused = await companion.call_tool(tool, arguments)
             assert refused.is_error, tool
             assert "bound to one data subject" in tool_text(refused)
