@@ -22,3 +22,8 @@ class Caller:
 
     def may_see(self, category: str) -> bool:
         return category in cat.NON_PERSONAL or cat.covered_by_any(self.categories, category)
+
+    def may_see_some_of(self, category: str) -> bool:
+        """It may see ``category`` or some category below it (a grant of user.preference.learned, some of
+        user.preference)."""
+        return self.may_see(category) or any(cat.covers(category, mine) for mine in self.categories)

@@ -21,6 +21,10 @@ INFERRED = "user.inferred"
 SEGMENT = "user.segment"
 CONSENT = "user.consent"  # the subject's own consent state, needed to respect it
 
+# Below ``user.preference``: what the person said, and what was learned from what they did.
+STATED_PREFERENCE = PREFERENCE + ".stated"
+LEARNED_PREFERENCE = PREFERENCE + ".learned"
+
 TOP_LEVEL = (CONTACT, NAME, DEMOGRAPHIC, LOCATION, PREFERENCE, BEHAVIOR, PSYCHOGRAPHIC, EMOTIONAL, INFERRED,
              SEGMENT, CONSENT)
 
@@ -29,7 +33,13 @@ OPERATIONAL = "system.operational"
 # Published reference data (the field catalog, the purposes policy).
 PUBLIC = "system.public"
 
-NON_PERSONAL = (OPERATIONAL, PUBLIC)
+# Computed over many people (co-occurrence, popularity), each at least ``privacy.min_group_size`` consenting users.
+AGGREGATE = "system.aggregate"
+
+NON_PERSONAL = (OPERATIONAL, PUBLIC, AGGREGATE)
+
+# A field whose values each carry their own lineage (``privacy/lineage.py``): the gate decides value by value.
+DERIVED = "system.derived"
 
 # Categories whose values identify a person directly; withheld under anonymization unless allowed.
 DIRECT_IDENTIFIERS = (NAME, CONTACT)
@@ -50,7 +60,7 @@ def covered_by_any(grants: tuple[str, ...] | frozenset[str], category: str) -> b
 
 def is_known(category: str) -> bool:
     """A category is known when it is a top-level category or lies below one."""
-    if category == "*" or category in NON_PERSONAL:
+    if category == "*" or category in NON_PERSONAL or category == DERIVED:
         return True
     return any(covers(top, category) for top in TOP_LEVEL)
 

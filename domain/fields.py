@@ -66,9 +66,9 @@ FIELDS: tuple[FieldSpec, ...] = (
     FieldSpec("values", "psychographics", cat.PSYCHOGRAPHIC, "tags", "Values the person holds, e.g. sustainability."),
     FieldSpec("interests", "psychographics", cat.PSYCHOGRAPHIC, "tags", "Interests, e.g. yoga, cooking."),
     FieldSpec("lifestyle", "psychographics", cat.PSYCHOGRAPHIC, "tags", "Lifestyle, e.g. night owl, traveller."),
-    FieldSpec("likes", "preferences", cat.PREFERENCE + ".stated", "tags",
+    FieldSpec("likes", "preferences", cat.STATED_PREFERENCE, "tags",
               "What the person says they like: scent notes, families, moods, product types."),
-    FieldSpec("dislikes", "preferences", cat.PREFERENCE + ".stated", "tags", "What the person says they dislike."),
+    FieldSpec("dislikes", "preferences", cat.STATED_PREFERENCE, "tags", "What the person says they dislike."),
     # Derived from behavioural events; read-only.
     FieldSpec("behavior", "behavior", cat.BEHAVIOR, "derived",
               "Behaviour summary: event counts, purchases, active hours and weekdays, recent items."),

@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass
 from datetime import datetime
 
+from . import categories as cat
+
 CONFIDENCE_SCALE = 3.0  # evidence at which confidence reaches 1 - 1/e
 ITEM_FACET = "item"  # an item itself is a token too (``item:<id>``): the collaborative model learns from these
 
@@ -29,6 +31,13 @@ class Preference:
     evidence_count: int
     evidence: tuple[int, ...]  # the most recent event ids behind it (implicit only)
     updated_at: datetime
+
+    @property
+    def category(self) -> str:
+        """What it is data of: a statement, a weight learned from behaviour, or (an item token) the behaviour."""
+        if self.facet == ITEM_FACET:
+            return cat.BEHAVIOR
+        return cat.STATED_PREFERENCE if self.source == "explicit" else cat.LEARNED_PREFERENCE
 
     @property
     def facet(self) -> str:

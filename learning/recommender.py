@@ -59,27 +59,96 @@ class ItemSpace:
 
 @dataclass
 class ItemModel:
-    """The shared model: EASE weights over the items seen in training, and item popularity."""
+    """The shared model: EASE weights over the items seen in training, and item popularity.
+
+    It keeps what a withdrawal needs to be taken out within the call (``without``): the precision matrix
+    ``P = (X'X + l2 I)^-1``, how many users chose each item and each pair, and the scaled row each user was fitted
+    on, by an eight-byte digest of their id. Weights and popularity are derived from those, and every one of them
+    that leaves the server rests on at least ``min_group`` users: an item-to-item weight on ``min_group`` users who
+    chose both, a popularity share on ``min_group`` who chose the item (below that it is zero).
+    """
 
     item_ids: list[str]
-    weights: np.ndarray  # (items, items), zero diagonal
-    popularity: np.ndarray  # (items,), in [0, 1]
-    users: int  # how many users it was fitted on
+    precision: np.ndarray  # (items, items), float64
+    counts: np.ndarray  # (items,) users who chose each item
+    together: np.ndarray  # (items, items) users who chose both, saturating at the dtype's maximum
+    owners: np.ndarray  # (users,) uint64 digests of the users fitted on, sorted
+    row_ptr: np.ndarray  # CSR rows of the users, in the order of ``owners``
+    row_items: np.ndarray
+    row_values: np.ndarray
+    min_group: int = 1
+    weights: np.ndarray = field(init=False)  # (items, items), zero diagonal
+    popularity: np.ndarray = field(init=False)  # (items,), in [0, 1]
     index: dict[str, int] = field(init=False)
     _positions: tuple[Sequence[str], np.ndarray] | None = field(init=False, default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.index = {item: i for i, item in enumerate(self.item_ids)}
+        self.weights = _weights(self.precision, self.together, self.min_group)
+        counts = np.where(self.counts >= self.min_group, self.counts, 0.0)
+        peak = float(counts.max()) if counts.size else 0.0
+        self.popularity = (counts / peak if peak > 0 else counts).astype(np.float32)
+
+    @property
+    def users(self) -> int:
+        """How many users it was fitted on (and not taken out of since)."""
+        return int((np.diff(self.row_ptr) > 0).sum())
+
+    def learned_from(self, owner: int) -> bool:
+        row = self._row(owner)
+        return row is not None and self.row_ptr[row + 1] > self.row_ptr[row]
+
+    def _row(self, owner: int) -> int | None:
+        at = int(np.searchsorted(self.owners, np.uint64(owner)))
+        return at if at < len(self.owners) and int(self.owners[at]) == owner else None
+
+    def without(self, owner: int) -> ItemModel:
+        """The model as if the user with digest ``owner`` had never been fitted on (Sherman-Morrison)."""
+        row = self._row(owner)
+        if row is None or self.row_ptr[row + 1] == self.row_ptr[row]:
+            return self
+        start, stop = int(self.row_ptr[row]), int(self.row_ptr[row + 1])
+        idx, values = self.row_items[start:stop], self.row_values[start:stop]
+        # (A - x x')^-1 = P + (P x)(P x)' / (1 - x' P x), P symmetric
+        px = self.precision[:, idx] @ values
+        precision = self.precision + np.outer(px / (1.0 - float(values @ px[idx])), px)
+        counts = self.counts.copy()
+        counts[idx] -= 1
+        together = self.together.copy()
+        block = np.ix_(idx, idx)
+        saturated = together[block] == np.iinfo(together.dtype).max  # counts past the cap stay at it
+        together[block] = np.where(saturated, together[block], together[block] - 1)
+        row_ptr = self.row_ptr.copy()
+        row_ptr[row + 1:] -= stop - start
+        return ItemModel(self.item_ids, precision, counts, together, self.owners, row_ptr,
+                         np.delete(self.row_items, np.s_[start:stop]), np.delete(self.row_values, np.s_[start:stop]),
+                         self.min_group)
+
+    def with_min_group(self, min_group: int) -> ItemModel:
+        if min_group == self.min_group:
+            return self
+        return ItemModel(self.item_ids, self.precision, self.counts, self.together, self.owners, self.row_ptr,
+                         self.row_items, self.row_values, min_group)
+
+    def chosen_together(self, a: str, b: str) -> bool:
+        """At least ``min_group`` users chose both ``a`` and ``b``."""
+        i, j = self.index.get(a), self.index.get(b)
+        return i is not None and j is not None and int(self.together[i, j]) >= max(self.min_group, 1)
+
+    ARRAYS = ("item_ids", "precision", "counts", "together", "owners", "row_ptr", "row_items", "row_values")
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The model as named arrays, the form it is kept in between runs."""
-        return {"item_ids": np.array(self.item_ids), "weights": self.weights, "popularity": self.popularity,
-                "users": np.array(self.users)}
+        return {name: np.asarray(getattr(self, name)) for name in self.ARRAYS}
 
     @classmethod
-    def from_arrays(cls, arrays: Mapping[str, np.ndarray]) -> ItemModel:
-        return cls([str(i) for i in arrays["item_ids"]], arrays["weights"], arrays["popularity"],
-                   int(arrays["users"]))
+    def from_arrays(cls, arrays: Mapping[str, np.ndarray], min_group: int = 1) -> ItemModel | None:
+        """None for a file written in an older form (it holds no precision matrix): the next fit replaces it."""
+        if any(name not in arrays for name in cls.ARRAYS):
+            return None
+        a = arrays
+        return cls([str(i) for i in a["item_ids"]], a["precision"], a["counts"], a["together"], a["owners"],
+                   a["row_ptr"], a["row_items"], a["row_values"], min_group)
 
     def positions(self, item_ids: Sequence[str]) -> np.ndarray:
         """Each item's row in this model, -1 for items it was not fitted on; kept for the last list asked."""
@@ -91,8 +160,23 @@ class ItemModel:
         return mapped
 
 
-def fit(item_ids: Sequence[str], histories: Iterable[Mapping[str, float]], l2: float = DEFAULT_L2) -> ItemModel:
+def _weights(precision: np.ndarray, together: np.ndarray, min_group: int) -> np.ndarray:
+    """``B = -P / diag(P)`` with a zero diagonal; with ``min_group`` above 1, pairs fewer chose together are 0."""
+    n = len(precision)
+    if n == 0:
+        return np.zeros((0, 0), dtype=np.float32)
+    weights = (precision / -np.diag(precision)).astype(np.float32)
+    weights[np.diag_indices(n)] = 0.0
+    if min_group > 1:
+        weights[together < min_group] = 0.0
+    return weights
+
+
+def fit(item_ids: Sequence[str], histories: Iterable[Mapping[str, float]], l2: float = DEFAULT_L2, *,
+        owners: Sequence[int] | np.ndarray | None = None, min_group: int = 1) -> ItemModel:
     """Fit EASE on user histories (item -> interaction strength > 0); items outside ``item_ids`` are ignored.
+    ``owners`` are digests of the users the histories belong to (what ``ItemModel.without`` takes); without them
+    each history is numbered.
 
     Each history is first scaled to a peak of 1. Decay orders the items within one history; it should not decide
     how much a whole user counts, which it would otherwise do through the time the histories are taken at (as of
@@ -100,29 +184,35 @@ def fit(item_ids: Sequence[str], histories: Iterable[Mapping[str, float]], l2: f
     Scaled, the fit is the same whatever that time, and ``l2`` is in units of a user's strongest interaction.
 
     The closed form needs ``P = (X'X + l2 I)^-1`` over items. With fewer users than items it is computed through
-    the users' side instead (Woodbury): ``P = (I - X'(XX' + l2 I)^-1 X) / l2``, so ``B_ij = M_ij / (1 - M_jj)``
-    with ``M = X'(XX' + l2 I)^-1 X``, the same weights for a fraction of the work on a long-tailed catalog.
+    the users' side instead (Woodbury): ``P = (I - X'(XX' + l2 I)^-1 X) / l2``, a fraction of the work on a
+    long-tailed catalog.
     """
     index = {item: i for i, item in enumerate(item_ids)}
     n = len(item_ids)
-    rows: list[tuple[np.ndarray, np.ndarray]] = []
-    for history in histories:
+    rows: list[tuple[int, np.ndarray, np.ndarray]] = []
+    for u, history in enumerate(histories):
         pairs = sorted((index[item], float(strength)) for item, strength in history.items()
                        if strength > 0 and item in index)
         if pairs:
             values = np.array([v for _, v in pairs], dtype=np.float64)
-            rows.append((np.array([i for i, _ in pairs], dtype=np.intp), values / values.max()))
+            owner = u if owners is None else int(owners[u])
+            rows.append((owner, np.array([i for i, _ in pairs], dtype=np.intp), values / values.max()))
+    rows.sort(key=lambda r: r[0])
     counts = np.zeros(n, dtype=np.float64)
-    for idx, _ in rows:
+    for _, idx, _ in rows:
         counts[idx] += 1.0
     if not rows or n == 0:
-        weights = np.zeros((n, n), dtype=np.float32)
+        precision, together = np.eye(n, dtype=np.float64) / l2, np.zeros((n, n), dtype=np.uint16)
     elif len(rows) < n:
-        weights = _ease_dual(_dense(rows, n), l2)
+        precision, together = _ease_dual([(i, v) for _, i, v in rows], n, l2)
     else:
-        weights = _ease_primal(rows, n, l2)
-    popularity = counts / counts.max() if n and counts.max() > 0 else counts
-    return ItemModel(list(item_ids), weights, popularity.astype(np.float32), len(rows))
+        precision, together = _ease_primal([(i, v) for _, i, v in rows], n, l2)
+    sizes = np.array([len(idx) for _, idx, _ in rows], dtype=np.int64)
+    row_ptr = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    row_items = np.concatenate([idx for _, idx, _ in rows]) if rows else np.zeros(0, dtype=np.intp)
+    row_values = np.concatenate([v for _, _, v in rows]) if rows else np.zeros(0, dtype=np.float64)
+    return ItemModel(list(item_ids), precision, counts, together, np.array([r[0] for r in rows], dtype=np.uint64),
+                     row_ptr, row_items.astype(np.int32), row_values, min_group)
 
 
 def _dense(rows: Sequence[tuple[np.ndarray, np.ndarray]], n: int) -> np.ndarray:
@@ -132,31 +222,37 @@ def _dense(rows: Sequence[tuple[np.ndarray, np.ndarray]], n: int) -> np.ndarray:
     return x
 
 
-def _ease_primal(rows: Sequence[tuple[np.ndarray, np.ndarray]], n: int, l2: float) -> np.ndarray:
-    """``B = -P / diag(P)`` with ``P = (X'X + l2 I)^-1``; the Gram matrix is summed over bounded chunks of users."""
+def _pairs(binary: np.ndarray) -> np.ndarray:
+    """Users who chose both of each pair of items, from a (users, items) 0/1 matrix, saturating at uint16."""
+    counted: np.ndarray = np.minimum(binary.T @ binary, np.iinfo(np.uint16).max).astype(np.uint16)
+    return counted
+
+
+def _ease_primal(rows: Sequence[tuple[np.ndarray, np.ndarray]], n: int, l2: float) -> tuple[np.ndarray, np.ndarray]:
+    """``P = (X'X + l2 I)^-1``; the Gram matrix (and the pair counts) are summed over bounded chunks of users."""
     gram = np.zeros((n, n), dtype=np.float64)
+    together = np.zeros((n, n), dtype=np.float32)  # exact up to 2^24 users
     step = max(1, min(CHUNK, CHUNK_CELLS // n))
     for start in range(0, len(rows), step):
         x = _dense(rows[start:start + step], n)
         gram += x.T @ x
+        binary = (x > 0).astype(np.float32)
+        together += binary.T @ binary
     gram[np.diag_indices(n)] += l2
     precision = np.linalg.inv(gram)
-    del gram
-    precision /= -np.diag(precision)
-    precision[np.diag_indices(n)] = 0.0
-    return precision.astype(np.float32)
+    return precision, np.minimum(together, np.iinfo(np.uint16).max).astype(np.uint16)
 
 
-def _ease_dual(x: np.ndarray, l2: float) -> np.ndarray:
-    """The same weights through the (users x users) kernel, for fewer users than items."""
+def _ease_dual(rows: Sequence[tuple[np.ndarray, np.ndarray]], n: int, l2: float) -> tuple[np.ndarray, np.ndarray]:
+    """The same precision through the (users x users) kernel, for fewer users than items."""
+    x = _dense(rows, n)
     kernel = x @ x.T
     kernel[np.diag_indices(len(x))] += l2
     solved = np.linalg.solve(kernel, x)  # (XX' + l2 I)^-1 X
-    diagonal = np.einsum("ui,ui->i", x, solved)  # M_jj, kept in double precision: 1 - M_jj can be small
-    weights = x.T.astype(np.float32) @ solved.astype(np.float32)
-    weights /= (1.0 - diagonal).astype(np.float32)
-    weights[np.diag_indices(len(weights))] = 0.0
-    return weights
+    precision = -(x.T @ solved)
+    precision[np.diag_indices(n)] += 1.0
+    precision /= l2
+    return precision, _pairs((x > 0).astype(np.float32))
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,11 @@ def public(description: str, default: Any = ..., **kwargs: Any) -> Any:
     return Field(default, description=description, json_schema_extra={CATEGORY_KEY: cat.PUBLIC}, **kwargs)
 
 
+def derived(description: str, **kwargs: Any) -> Any:
+    """A list of ``Derived`` values: each is released or withheld by its own lineage (``privacy/lineage.py``)."""
+    return Field(None, description=description, json_schema_extra={CATEGORY_KEY: cat.DERIVED}, **kwargs)
+
+
 def category_of(model: type[BaseModel], name: str) -> str | None:
     extra = model.model_fields[name].json_schema_extra
     return extra.get(CATEGORY_KEY) if isinstance(extra, dict) else None  # type: ignore[return-value]
@@ -74,13 +79,45 @@ def walk(model: BaseModel, reason_for: Callable[[str], str | None], path: str = 
             continue
         if category in cat.NON_PERSONAL or value is None:
             continue  # an empty list or mapping still tells something about its category: it is gated too
-        reason = reason_for(category)
+        reason = None if category == cat.DERIVED else reason_for(category)
         if reason is None:
             released.append(where)
+            kept = _prune(value, reason_for, where, withheld)  # derived values inside answer for their lineage
+            if kept is not value:
+                updates[name] = kept
         else:
             updates[name] = None
             withheld.append(Withholding(where, category, reason))
     return (model.model_copy(update=updates) if updates else model), released, withheld
+
+
+_GONE = object()
+
+
+def _prune(value: Any, reason_for: Callable[[str], str | None], where: str, withheld: list[Withholding]) -> Any:
+    """``value`` without the derived values whose lineage may not be released (``_GONE`` if it is one of them)."""
+    if isinstance(value, Derived):
+        for category in value.lineage:
+            reason = None if category in cat.NON_PERSONAL else reason_for(category)
+            if reason is not None:
+                found = Withholding(where, category, reason)
+                if found not in withheld:
+                    withheld.append(found)
+                return _GONE
+    if isinstance(value, BaseModel):
+        updates = {}
+        for name in type(value).model_fields:
+            inner = getattr(value, name)
+            kept = _prune(inner, reason_for, f"{where}.{name}", withheld)
+            if kept is not inner:
+                updates[name] = None if kept is _GONE else kept
+        return value.model_copy(update=updates) if updates else value
+    if isinstance(value, list) and any(isinstance(v, BaseModel) for v in value):
+        kept_items = [_prune(v, reason_for, where + "[]", withheld) for v in value]
+        if all(k is v for k, v in zip(kept_items, value, strict=True)):
+            return value
+        return [k for k in kept_items if k is not _GONE]
+    return value
 
 
 def check_model(model: type[BaseModel], path: str = "") -> list[str]:
@@ -97,6 +134,10 @@ def check_model(model: type[BaseModel], path: str = "") -> list[str]:
                 problems += check_model(nested)
         elif category not in cat.NON_PERSONAL and info.is_required():
             problems.append(f"{where} holds personal data but is required, so it cannot be withheld")
+        elif category == cat.DERIVED:
+            nested = _nested_model(info.annotation)
+            if nested is None or not issubclass(nested, Derived):
+                problems.append(f"{where} is declared derived but does not hold Derived values")
     return problems
 
 
@@ -116,6 +157,14 @@ class WithheldField(BaseModel):
     reason: str = operational(
         "caller_not_permitted, purpose_not_compatible, anonymized, consent_missing or unclassified.")
     detail: str = operational("What the reason means and what would release the field.")
+
+
+class Derived(BaseModel):
+    """A value computed from other data; the gate releases it only when all of its lineage may be released."""
+
+    lineage: list[str] = operational(
+        "The data categories this value was derived from; it is released only when every one of them may be.",
+        default_factory=list)
 
 
 class GatedResult(BaseModel):

@@ -8,9 +8,9 @@ purpose may not use, anonymization hides, or the subject has not consented to.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
@@ -22,7 +22,10 @@ from ..domain.errors import ConsentRequired, InvalidArgument, NotPermitted, Unkn
 from ..domain.ports import Clock, Store
 from ..domain.purposes import PURPOSES, Purpose
 from .disclosure import GatedResult, WithheldField, walk
+from .lineage import Sourced
 from .surface import Handler
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,11 +39,40 @@ class Access:
     now: datetime
     subjects: tuple[str, ...] = ()  # every subject it touches (a batch may touch many)
     consents: tuple[ConsentDecision, ...] = ()  # each subject's consent to the purpose, when it needs consent
+    anonymization: bool = True
+    left_out: list[Withholding] = field(default_factory=list)  # inputs ``admit`` kept out of derived values
 
     @property
     def consented(self) -> bool:
         """Every subject of the call consents to its purpose now (the gate refuses the call otherwise)."""
         return len(self.consents) == len(self.subjects) and all(d.allowed for d in self.consents)
+
+    def reason_withheld(self, category: str) -> str | None:
+        """Why data of ``category`` may not leave in this call, or None when it may: the one release rule."""
+        if category == "unclassified":
+            return "unclassified"
+        if category in cat.NON_PERSONAL:
+            return None
+        if not self.caller.may_see(category):
+            return "caller_not_permitted"
+        if not self.purpose.may_use(category):
+            return "purpose_not_compatible"
+        if self.anonymization and cat.is_direct_identifier(category) and not (
+                self.caller.identifiers and self.purpose.needs_identifiers):
+            return "anonymized"
+        if self.purpose.needs_consent and not self.consented:
+            return "consent_missing"
+        return None
+
+    def admit(self, name: str, data: Sourced[T], empty: T) -> Sourced[T]:
+        """``data`` as an input of derived values, or ``empty`` when any of its categories may not be released
+        here: then it is named in the withheld list as ``input:<name>`` and nothing is computed from it."""
+        for category in sorted(data.categories):
+            reason = self.reason_withheld(category)
+            if reason is not None:
+                self.left_out.append(Withholding(f"input:{name}", category, reason))
+                return Sourced(empty, frozenset())
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +105,7 @@ class Gate:
             raise NotPermitted(
                 f"Caller {caller.name!r} may not act for purpose {purpose.name!r}.",
                 f"Its purposes: {', '.join(sorted(caller.purposes))}.")
-        if handler.purpose is None and not any(caller.may_see(c) for c in purpose.uses):
+        if handler.purpose is None and not any(caller.may_see_some_of(c) for c in purpose.uses):
             raise NotPermitted(
                 f"Caller {caller.name!r} may see none of the data categories purpose {purpose.name!r} uses.",
                 f"The purpose uses: {', '.join(purpose.uses)}.")
@@ -88,7 +120,7 @@ class Gate:
         decisions = [await self._consent(caller, subject, purpose, now) for subject in subjects
                      ] if purpose.needs_consent else []
         subject = subjects[0] if len(subjects) == 1 else None
-        return Access(caller, handler, purpose, subject, now, tuple(subjects), tuple(decisions))
+        return Access(caller, handler, purpose, subject, now, tuple(subjects), tuple(decisions), self.anonymization)
 
     async def _consent(self, caller: Caller, subject: str, purpose: Purpose, now: datetime) -> ConsentDecision:
         """The subject's consent to ``purpose`` now; refused with what to do next when there is none."""
@@ -108,24 +140,11 @@ class Gate:
                 "granted=true, source=...). Purpose 'service' needs no consent.")
         return decision
 
-    def reason_withheld(self, access: Access, category: str) -> str | None:
-        if category == "unclassified":
-            return "unclassified"
-        if not access.caller.may_see(category):
-            return "caller_not_permitted"
-        if not access.purpose.may_use(category):
-            return "purpose_not_compatible"
-        if self.anonymization and cat.is_direct_identifier(category) and not (
-                access.caller.identifiers and access.purpose.needs_identifiers):
-            return "anonymized"
-        if access.purpose.needs_consent and not access.consented:
-            return "consent_missing"
-        return None
-
     def release(self, access: Access, result: BaseModel) -> Release:
         if not isinstance(result, GatedResult):
             raise TypeError(f"{access.handler.action} returned {type(result).__name__}, not a GatedResult")
-        model, released, withheld = walk(result, lambda c: self.reason_withheld(access, c))
+        model, released, withheld = walk(result, access.reason_withheld)
+        withheld = list(access.left_out) + withheld
         report = [WithheldField(field=w.field, category=w.category, reason=w.reason,
                                 detail=self.detail(access, w)) for w in withheld]
         model = model.model_copy(update={"withheld": report})

@@ -132,7 +132,8 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> Runtime:
         vectors = UserVectors(embedder, half_life)
         upkeep = IndexUpkeep(store, vectors, index, clock)
         model = SharedModel(store, catalog, clock, half_life_days=half_life,
-                            files=ModelFiles(settings.data_dir / "models"), name=f"items-{store.dialect}")
+                            files=ModelFiles(settings.data_dir / "models"), name=f"items-{store.dialect}",
+                            min_group=settings.privacy.min_group_size)
         if stale:
             await upkeep.rebuild()
         model.load()
@@ -147,7 +148,7 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> Runtime:
     usecases = UseCases(
         profiles=Profiles(store, learner, upkeep),
         events=Events(store, profiling.retention_days, learner, upkeep),
-        consents=Consents(store, upkeep),
+        consents=Consents(store, upkeep, model),
         discovery=Discovery(store, catalog, vectors, index, model, pseudonyms, half_life_days=half_life),
         learning=LearningRuns(store, learner, upkeep, model),
         model=model,

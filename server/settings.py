@@ -50,6 +50,14 @@ class LearningSettings(BaseModel):
                                  "(and, with update_frequency batch, applies queued signals).")
 
 
+class PrivacySettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min_group_size: int = Field(5, ge=1, le=10_000, description=(
+        "Every aggregate that leaves the server (co-occurrence reasons and weights, popularity) rests on at least "
+        "this many consenting users; below it, it is suppressed. 1 turns the floor off."))
+
+
 class CallerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -147,6 +155,7 @@ class Settings(BaseSettings):
 
     user_profiling: UserProfiling = UserProfiling()
     learning: LearningSettings = LearningSettings()
+    privacy: PrivacySettings = PrivacySettings()
     data_dir: Path = Field(Path("var"), description="Where the SQLite file and local indexes live.")
     database_url: str | None = Field(None, validate_default=True,
                                      description="PostgreSQL URL when storage is postgresql.")

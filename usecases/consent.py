@@ -12,7 +12,8 @@ from ..domain.purposes import CONSENT_PURPOSES, PURPOSES
 from ..domain.text import is_storable
 from ..domain.timestamps import parse_timestamp
 from ..privacy.gate import Access
-from .vectors import IndexUpkeep
+from .item_model import SharedModel
+from .vectors import PROFILING, IndexUpkeep
 from .views import ConsentEntry, ConsentLedgerView, ConsentView
 
 
@@ -33,9 +34,10 @@ def _purpose(name: str) -> str:
 
 
 class Consents:
-    def __init__(self, store: Store, upkeep: IndexUpkeep) -> None:
+    def __init__(self, store: Store, upkeep: IndexUpkeep, model: SharedModel) -> None:
         self.store = store
         self.upkeep = upkeep
+        self.model = model
 
     async def check(self, access: Access, user_id: str, purpose: str) -> ConsentView:
         _purpose(purpose)
@@ -96,5 +98,8 @@ class Consents:
             await repo.add_consent(ConsentRecord(user_id, purpose, state, source, access.now, evidence, expiry))
             consents = await repo.consents(user_id)
         await self.upkeep.follow_consent(user_id, purpose)  # profiling: into the similarity index or out of it now
-        return _view(user_id, consents.decide(purpose, access.now))
+        decision = consents.decide(purpose, access.now)
+        if purpose == PROFILING and not decision.allowed:
+            await self.model.forget(user_id)  # and out of the shared model, before the call returns
+        return _view(user_id, decision)
 

@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, create_model
 
 from ..domain import categories as cat
 from ..domain.fields import ATTRIBUTE_SECTIONS, SECTIONS, in_section
-from ..privacy.disclosure import GatedResult, disclosed, operational, public
+from ..privacy.disclosure import Derived, GatedResult, derived, disclosed, operational, public
 
 
 class AttributeView(BaseModel):
@@ -156,7 +156,7 @@ class PrivacySummaryView(GatedResult):
     decisions: list[ConsentView] = Field(default_factory=list, description="The consent decision per purpose.")
 
 
-class PreferenceItem(BaseModel):
+class PreferenceItem(Derived):
     token: str = Field(description="facet:value, e.g. note:lavender.")
     facet: str
     value: str
@@ -171,8 +171,9 @@ class PreferenceItem(BaseModel):
 class PreferencesView(GatedResult):
     user_id: str = operational("The user.")
     purpose: str = operational("The purpose they were read for.")
-    preferences: list[PreferenceItem] | None = disclosed(
-        cat.PREFERENCE + ".learned", "Learned and stated preferences, strongest first.")
+    preferences: list[PreferenceItem] | None = derived(
+        "Learned (user.preference.learned) and stated (user.preference.stated, source explicit) preferences, "
+        "strongest first; each leaves only when its category may.")
 
 
 class SimilarUser(BaseModel):
@@ -189,19 +190,26 @@ class SimilarUsersView(GatedResult):
     note: str | None = operational("Why the list is short or empty, when it is.", default=None)
 
 
-class RecommendedItem(BaseModel):
+class Reason(Derived):
+    text: str = Field(description="Why, in plain words.")
+
+
+class RecommendedItem(Derived):
     item_id: str
     title: str
     kind: str
     score: float = Field(description="Relative relevance; higher is better.")
-    reasons: list[str] = Field(description="Why, in plain words.")
+    reasons: list[Reason] = Field(description="Why, each with the categories of the data it cites.")
 
 
 class RecommendationsView(GatedResult):
     user_id: str = operational("The user.")
     purpose: str = operational("The purpose they were made for.")
     items: list[RecommendedItem] | None = disclosed(
-        cat.PREFERENCE + ".recommendations", "Recommended items, best first, with reasons.")
+        cat.PREFERENCE + ".recommendations",
+        "Recommended items, best first, with reasons. Each item's lineage names the categories its ranking was "
+        "computed from; data the caller may not see or the purpose may not use is not used at all (it is listed "
+        "as an input: entry in withheld).")
     fallback: str | None = operational(
         "Set when we know too little about the user: the list is the named fallback (popularity), not "
         "personal.", default=None)

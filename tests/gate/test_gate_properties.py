@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 import itertools
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from ..conftest import ERAS, FakeClock, World, open_world
 from ..support.clients import call, connect, prompt_text, resource_text, tool_text
 from ..support.gate import (
     CONSENT_STATES,
+    EMOTIONAL_MARKER,
     MarkedUser,
     Rule,
     audit_length,
@@ -42,6 +44,8 @@ from ..support.gate import (
     covered,
     covers,
     declared,
+    is_lineage_withholding,
+    lineages,
     newest_entry,
     personal_fields,
     result_model,
@@ -177,7 +181,8 @@ class Expected:
         purpose = PURPOSES[handler.purpose or call.arguments.get("purpose") or caller.default_purpose]
         rule = Rule(caller, purpose, user.consented(purpose.name), world.runtime.settings.user_profiling.anonymization)
         passes = (handler.role in caller.roles and purpose.name in caller.purposes
-                  and (handler.purpose is not None or any(covered(caller.categories, c) for c in purpose.uses))
+                  and (handler.purpose is not None or any(covered(caller.categories, c) or covered([c], g)
+                                                          for c in purpose.uses for g in caller.categories))
                   and caller.subject in (None, user.user_id)
                   and purpose.individual and user.consented(purpose.name))
         return cls(handler, purpose, rule, passes,
@@ -193,6 +198,12 @@ async def check_call(world: World, client: Client, user: MarkedUser, call: Call,
         check_refusal(user, expected, error, entry)
         return
     shown = "\n".join(result_texts(result))
+    if expected.handler.name == "recommend":
+        # Marked items are in the catalog too: listed as a recommendation it is the catalog, not the user's
+        # behaviour. Whether behaviour shaped the list is what each item's lineage says (checked below).
+        for someone in SEEDED:
+            shown = re.sub(r'"item_id":\s*"' + re.escape(someone.behavior_item) + '"', '"item_id": "(catalog)"',
+                           shown)
     check_nothing_leaks(user, expected, shown, entry)
     if call.kind == "prompt":
         for w in entry.withheld:  # a prompt is text: the withheld fields are named in it
@@ -239,11 +250,16 @@ def check_nothing_leaks(user: MarkedUser, expected: Expected, shown: str, entry:
     assert entry.outcome == "ok" and entry.purpose == expected.purpose.name
     leaked = [m for m, category in user.markers.items() if not rule.allows(category) and m in shown]
     assert not leaked, f"{expected.where}: {leaked}"
+    # Other people: nothing of theirs, in any category, and not their ids (a neighbour is a pseudonym).
+    others = [o for o in SEEDED if o.user_id != user.user_id]
+    theirs = [m for o in others for m in (*o.markers, o.user_id) if m != EMOTIONAL_MARKER and m in shown]
+    assert not theirs, f"{expected.where}: {theirs}"
     assert len(entry.released) == len(set(entry.released))
     for path in entry.released:
         assert rule.allows(category_at(model, path)), (path, expected.where)
     for w in entry.withheld:
-        assert w.category == category_at(model, w.field), w
+        if not is_lineage_withholding(w.field):
+            assert w.category == category_at(model, w.field), w
         assert w.reason in rule.reasons(w.category), (w, expected.where)
 
 
@@ -255,7 +271,10 @@ def check_output_matches_audit(user: MarkedUser, expected: Expected, data: dict[
     assert [(w["field"], w["category"], w["reason"]) for w in data["withheld"]] == [
         (w.field, w.category, w.reason) for w in entry.withheld]
     for w in entry.withheld:
-        assert all(v is None for v in values_at(data, w.field)), w
+        if not is_lineage_withholding(w.field):  # a derived value withheld is gone from its list, not null
+            assert all(v is None for v in values_at(data, w.field)), w
+    for lineage in lineages(data):  # derived values: every category they were computed from may leave
+        assert all(expected.rule.allows(c) for c in lineage), (lineage, expected.where)
     decisions = [data] if expected.handler.name == "check_consent" else data.get("decisions", [])
     for d in decisions:
         if d.get("allowed") is not None:
@@ -274,18 +293,23 @@ def check_nothing_over_withheld(user: MarkedUser, expected: Expected, sections: 
     assert not missing, f"{expected.where}: {missing}"
 
 
+# Every user seeded in this test's worlds: no output about one of them may show anything of another.
+SEEDED: list[MarkedUser] = []
+
+
 @pytest.fixture
-async def worlds(tmp_path: Path) -> AsyncIterator[dict[bool, World]]:
-    """Two runtimes, anonymization on and off, each serving a caller named ``probe``.
+async def worlds(backend: str, tmp_path: Path) -> AsyncIterator[dict[bool, World]]:
+    """Two runtimes, anonymization on and off, each serving a caller named ``probe``, on each database.
 
     The runtime reads its callers on every call, so each example installs the caller it drew, built from
     settings exactly as the server builds it at start.
     """
     clock = FakeClock()
+    SEEDED.clear()
     probe = {"probe": {"purposes": ["service"], "categories": [], "roles": []}}
-    async with open_world("sqlite", tmp_path / "anonymized", clock, callers=probe, local_caller="probe",
+    async with open_world(backend, tmp_path / "anonymized", clock, callers=probe, local_caller="probe",
                           user_profiling={"anonymization": True}) as anonymized, \
-            open_world("sqlite", tmp_path / "plain", clock, callers=probe, local_caller="probe",
+            open_world(backend, tmp_path / "plain", clock, callers=probe, local_caller="probe",
                        user_profiling={"anonymization": False}) as plain:
         yield {True: anonymized, False: plain}
 
@@ -301,6 +325,7 @@ async def test_nothing_leaves_that_the_gate_does_not_allow(
     n = next(_numbers)
     user_id, token = f"subject-{n:05d}", f"tk{n:05d}q"
     user = await seed_marked_user(world.runtime, user_id, token, scenario["consents"], world.clock.now())
+    SEEDED.append(user)
     subject = {"none": None, "self": user_id, "other": "subject-elsewhere"}[scenario["bound"]]
     world.runtime.callers["probe"] = caller_from_settings("probe", **scenario["caller"], subject=subject)
     sections = scenario["sections"]

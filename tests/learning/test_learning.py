@@ -215,24 +215,27 @@ async def test_recommendations_follow_tastes_exclude_purchases_and_explain(world
     ids = [i["item_id"] for i in recs["items"]]
     assert "perfume-oud" not in ids and recs.get("fallback") is None
     assert ids[0] == "candle-lavender"  # it carries vanilla, which the user stated
-    assert any("vanilla" in r for r in recs["items"][0]["reasons"])
+    assert any("vanilla" in r["text"] for r in recs["items"][0]["reasons"])
     assert all(i["kind"] == "product" for i in recs["items"])
     again_by_id = {i["item_id"]: i for i in again["items"]}
-    assert "You bought it before." in again_by_id["perfume-oud"]["reasons"]
-    assert all("bought it before" not in r for i in again["items"] if i["item_id"] != "perfume-oud"
+    bought = [r for r in again_by_id["perfume-oud"]["reasons"] if r["text"] == "You bought it before."]
+    assert bought and bought[0]["lineage"] == ["user.behavior"]  # it cites the purchase history
+    assert all("bought it before" not in r["text"] for i in again["items"] if i["item_id"] != "perfume-oud"
                for r in i["reasons"])
 
 
 async def test_cold_start_says_it_is_a_fallback(world: World) -> None:
     async with world.client("privacy-officer") as c:
         await make_user(c, "u1")
-        await make_user(c, "u2")
-        await call(c, "record_event", user_id="u2", event_type="purchase", item_id="bath-citrus")
+        for n in range(5):  # privacy.min_group_size: popularity rests on at least five buyers
+            await make_user(c, f"buyer-{n}")
+            await call(c, "record_event", user_id=f"buyer-{n}", event_type="purchase", item_id="bath-citrus")
         await world.runtime.usecases.model.fit()
         recs = await call(c, "recommend", user_id="u1", purpose="recommendation")
     assert recs["fallback"] == "popularity"
     assert recs["items"][0]["item_id"] == "bath-citrus"
-    assert "know too little" in recs["items"][0]["reasons"][0]
+    assert "know too little" in recs["items"][0]["reasons"][0]["text"]
+    assert recs["items"][0]["reasons"][0]["lineage"] == ["system.aggregate"]
 
 
 async def test_new_catalog_items_are_learned_from(world: World) -> None:

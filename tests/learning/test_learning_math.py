@@ -268,3 +268,38 @@ def test_one_model_scores_against_different_item_spaces() -> None:
         expected = np.array([row[model.index[i]] if i in model.index else 0.0 for i in space.item_ids])
         expected /= np.abs(expected).max()
         np.testing.assert_allclose(score(space, model, {"a": 1.0}, {}, blend, repurchase=False), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("users, n_items", [(40, 12), (8, 30)])  # the primal and the dual path
+def test_taking_a_user_out_equals_fitting_without_them(users: int, n_items: int) -> None:
+    rng = np.random.default_rng(users + n_items)
+    x = (rng.random((users, n_items)) < 0.4) * rng.uniform(0.5, 2.0, (users, n_items))
+    items = [f"i{j}" for j in range(n_items)]
+    owners = [1000 + u for u in range(users)]
+    model = fit(items, histories_of(x, items), l2=3.0, owners=owners, min_group=2)
+    gone = [3, 5]
+    for u in gone:
+        assert model.learned_from(owners[u])
+        model = model.without(owners[u])
+        assert not model.learned_from(owners[u])
+    kept = [u for u in range(users) if u not in gone]
+    refit = fit(items, histories_of(x[kept], items), l2=3.0, owners=[owners[u] for u in kept], min_group=2)
+    np.testing.assert_allclose(model.weights, refit.weights, atol=1e-4)
+    np.testing.assert_allclose(model.popularity, refit.popularity, atol=1e-6)
+    assert (model.together == refit.together).all() and model.users == refit.users
+    assert model.without(owners[3]) is model  # taking out someone already out changes nothing
+    restored = ItemModel.from_arrays(model.arrays(), min_group=2)
+    assert restored is not None and np.array_equal(restored.weights, model.weights)
+
+
+def test_aggregates_rest_on_the_minimum_group() -> None:
+    # a and b chosen together by 3 people, a and c by 1; a chosen by 4, b by 3, c by 2
+    histories = [{"a": 1.0, "b": 1.0}] * 3 + [{"a": 1.0, "c": 1.0}, {"c": 1.0}]
+    open_model = fit(["a", "b", "c"], histories, l2=1.0)
+    floored = fit(["a", "b", "c"], histories, l2=1.0, min_group=3)
+    i = open_model.index
+    assert open_model.weights[i["c"], i["a"]] != 0 and floored.weights[i["c"], i["a"]] == 0
+    assert floored.weights[i["a"], i["b"]] == pytest.approx(open_model.weights[i["a"], i["b"]])
+    assert floored.chosen_together("a", "b") and not floored.chosen_together("a", "c")
+    assert floored.popularity.tolist() == [1.0, 0.75, 0.0]  # c: two people, below the group
+    assert ItemModel.from_arrays({"item_ids": np.array(["a"])}) is None  # a file from before: refitted

@@ -181,11 +181,12 @@ def test_a_wrong_value_from_the_environment_names_key_and_variable(
     ({"user_profiling": {"retention_days": -1}}, "user_profiling.retention_days"),
     ({"user_profiling": {"anonymization": "sometimes"}}, "user_profiling.anonymization"),
     ({"local_caller": "nobody"}, "local_caller"),
+    ({"privacy": {"min_group_size": 0}}, "privacy.min_group_size"),
 ])
 def test_a_wrong_value_in_the_file_names_key_and_file(tmp_path: Path, change: dict[str, Any], key: str) -> None:
     data = minimal()
     for section, value in change.items():
-        data[section] = {**data[section], **value} if isinstance(value, dict) else value
+        data[section] = {**data.get(section, {}), **value} if isinstance(value, dict) else value
     path = write_config(tmp_path, data)
     message = config_error(path)
     assert f"{key}:" in message and f"(in {path})" in message and "MNKY_" not in message.split(":", 1)[1]

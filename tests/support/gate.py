@@ -67,6 +67,8 @@ class Rule:
     def reasons(self, category: str) -> set[str]:
         if category == "unclassified":
             return {"unclassified"}
+        if category.startswith("system."):  # operational, public, aggregate, or values that carry their lineage
+            return set()
         found = set()
         if not covered(self.caller.categories, category):
             found.add("caller_not_permitted")
@@ -198,6 +200,9 @@ def nested_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+DERIVED = "system.derived"  # a field whose values each carry a lineage
+
+
 def is_personal(category: str) -> bool:
     return not category.startswith("system.")
 
@@ -223,8 +228,27 @@ def personal_fields(model: type[BaseModel], data: Any, path: str = "") -> dict[s
                     found |= personal_fields(nested, item, where + "[]")
             elif value not in (None, [], {}):
                 found[where] = "unclassified"
-        elif is_personal(category) and value is not None:
+        elif (is_personal(category) or category == DERIVED) and value is not None:
             found[where] = category
+    return found
+
+
+def is_lineage_withholding(field_path: str) -> bool:
+    """A withheld input of a derived value (``input:<name>``), or a derived value taken out of its list."""
+    return field_path.startswith("input:") or field_path.endswith("[]")
+
+
+def lineages(data: Any) -> list[list[str]]:
+    """The lineage of every derived value in serialized output, however deep."""
+    found: list[list[str]] = []
+    if isinstance(data, dict):
+        if isinstance(data.get("lineage"), list):
+            found.append(data["lineage"])
+        for value in data.values():
+            found += lineages(value)
+    elif isinstance(data, list):
+        for value in data:
+            found += lineages(value)
     return found
 
 
