@@ -10,10 +10,11 @@ What is measured, per population size, in one process (the SDK's in-memory ``Cli
     ``privacy-officer`` (allowed purpose profiling, and the writer role for record_event). The gate checks the
     user's profiling consent; the handler reads their preferences, computes their vector, asks the similarity
     index (an HNSW graph above local_index.hnsw_threshold users) for neighbours, re-checks the neighbours'
-    consent, reads their preferences for the shared likes and names them by per-caller pseudonyms; then the
+    consent, reads their preferences for the shared likes and names them at random for this response; then the
     audit entry. ``min_similarity=-1`` filters nothing, so every call returns ten neighbours.
-  * Recall@10 on ``--queries`` sampled users: the tool's ten neighbours (pseudonyms mapped back with
-    ``runtime.pseudonyms.for_caller``) against the exact top ten by cosine over every indexed user's stored
+  * Recall@10 on ``--queries`` sampled users: the tool's ten neighbours (their names mapped back by recording,
+    during the recall calls only, what ``runtime.pseudonyms.for_response`` handed out: the names themselves carry
+    nothing to map back from) against the exact top ten by cosine over every indexed user's stored
     vector (numpy brute force, the query user excluded). Two figures: ``recall@10`` counts returned users that
     are among the exact ten; ``tie-aware`` counts returned users whose exact cosine reaches the exact tenth
     (within 1e-6), as ann-benchmarks does: with many users of near-identical taste the exact ten are one choice
@@ -580,10 +581,9 @@ async def measure(dataset: Dataset, args: argparse.Namespace) -> Result:
             top, kth, nxt = exact_top(matrix, queries)
             truth = Truth(ids, matrix, queries, top, kth, nxt)
             row_of = {u: i for i, u in enumerate(ids)}
-            by_pseudonym = {p: u for u, p in (await runtime.pseudonyms.for_callers(CALLER, ids)).items()}
             truth_seconds = time.perf_counter() - t0
             log(f"{dataset.users:,} users: opened in {open_seconds:.1f} s; exact neighbours of {len(queries)} users "
-                f"and {len(ids):,} pseudonyms in {truth_seconds:.1f} s")
+                f"in {truth_seconds:.1f} s")
             await verify_vectors(runtime, truth, VERIFY_VECTORS)
 
             server = build_server(runtime, caller_from="local", local_caller=CALLER)
@@ -610,7 +610,17 @@ async def measure(dataset: Dataset, args: argparse.Namespace) -> Result:
 
             async with Client(server, mode=args.mode) as client:
                 await client.list_tools()  # the client checks structured results against the output schemas
-                # Recall, before anything is recorded: the stored vectors are the truth.
+                # Recall, before anything is recorded: the stored vectors are the truth. The names each response
+                # hands out are recorded as they are made, for these calls only.
+                by_pseudonym: dict[str, str] = {}
+                naming = runtime.pseudonyms.for_response
+
+                def recorded(user_ids: Sequence[str]) -> dict[str, str]:
+                    names = naming(user_ids)
+                    by_pseudonym.update({p: u for u, p in names.items()})
+                    return names
+
+                runtime.pseudonyms.for_response = recorded  # type: ignore[method-assign]
                 recall_wall: list[int] = []
                 hits = tie_hits = tied = short = 0
                 for qi, row in enumerate(queries):
@@ -624,11 +634,13 @@ async def measure(dataset: Dataset, args: argparse.Namespace) -> Result:
                     exact = matrix[got] @ matrix[row] if got else np.zeros(0)
                     tie_hits += int(np.sum(exact >= kth[qi] - TIE_EPSILON))
                     tied += bool(nxt[qi] >= kth[qi] - TIE_EPSILON)
+                runtime.pseudonyms.for_response = naming  # type: ignore[method-assign]
                 log(f"{dataset.users:,} users: recall@10 {hits / (10 * len(queries)):.4f}, tie-aware "
                     f"{tie_hits / (10 * len(queries)):.4f} ({tied} of {len(queries)} queries have a tie at the tenth)")
                 # The truth's millions of objects are this benchmark's, not the server's: gone before timing, so the
                 # garbage collector walks only what a server would hold.
-                del truth, row_of, by_pseudonym, ids, matrix
+                del truth, row_of, ids, matrix
+                by_pseudonym.clear()
                 gc.collect()
 
                 wall: dict[str, list[int]] = {op: [] for op in OPERATIONS}

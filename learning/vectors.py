@@ -35,8 +35,9 @@ def user_vector(weights: Mapping[str, float], embeddings: Mapping[str, np.ndarra
     return (total / norm).astype(np.float32)
 
 
-def shared_likes(a: Mapping[str, float], b: Mapping[str, float], limit: int = 5) -> list[str]:
-    """Tokens both users like, strongest jointly first: why two users are similar, in their own terms."""
+def shared_likes(a: Mapping[str, float], b: Mapping[str, float], limit: int) -> list[str]:
+    """Up to ``limit`` tokens both users like, strongest jointly first: why two users are similar, in their own
+    terms."""
     both = [(min(a[t], b[t]), t) for t in a.keys() & b.keys() if a[t] > 0 and b[t] > 0]
     return [t for _, t in sorted(both, reverse=True)[:limit]]
 

@@ -82,6 +82,16 @@ class Release:
     withheld: list[Withholding]
 
 
+def read_purposes(caller: Caller) -> tuple[Purpose, ...]:
+    """The purposes ``caller`` may read one identifiable user for: a reader's individual purposes that it may act
+    for and of whose data it may see some category (what ``Gate.open`` asks of a read that names a user). Whether
+    it may read a given user for one of them is then that user's consent to it now."""
+    if "reader" not in caller.roles:
+        return ()
+    return tuple(p for p in PURPOSES.values() if p.individual and p.name in caller.purposes
+                 and any(caller.may_see(c) for c in p.uses))
+
+
 class Gate:
     def __init__(self, store: Store, clock: Clock, anonymization: bool) -> None:
         self.store = store

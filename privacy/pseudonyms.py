@@ -1,15 +1,20 @@
-"""Keyed pseudonyms (HMAC-SHA256). The audit log names subjects by one; each caller sees other people by its own.
+"""How people are named where their id may not appear: the audit log and other people in a result.
 
-Every pseudonym of a subject comes from that subject's own key, made with their profile and erased with it: after
-erasure nobody, the operator included, can tell which old audit entries were theirs, and a caller holding one of
-their pseudonyms cannot match it to anyone (an account made again under the same id gets a new key). An id with
-no profile (a call refused for an unknown user) is named with the server's key.
+The audit log names a subject by a keyed pseudonym (HMAC-SHA256) from that subject's own key, made with their
+profile and erased with it: after erasure nobody, the operator included, can tell which old audit entries were
+theirs (an account made again under the same id gets a new key). An id with no profile (a call refused for an
+unknown user) is named with the server's key.
+
+Other people in a result (similar users) are named at random, afresh for every response: a stable name, even one per
+caller, lets a caller follow a person from answer to answer and, by asking about everyone, tell who is who (the
+user asked about is the one missing from their own neighbours).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -71,11 +76,10 @@ class Pseudonymizer:
         key = (await self._subject_keys([user_id])).get(user_id)
         return (await self.subject(user_id), *((key.legacy,) if key is not None and key.legacy else ()))
 
-    async def for_callers(self, caller: str, user_ids: Sequence[str]) -> dict[str, str]:
-        """How ``caller`` sees other people: stable for that caller, unlinkable across callers."""
-        keys = await self._subject_keys(user_ids)
-        return {u: "p_" + (_mac(keys[u].secret, "caller", caller) if u in keys
-                           else _mac(self._server_key, "caller", caller, u))[:24] for u in user_ids}
+    def for_response(self, user_ids: Sequence[str]) -> dict[str, str]:
+        """Names for the other people in one response: 96 random bits each, from no key and no id, so they mean
+        nothing outside it."""
+        return {u: "p_" + secrets.token_hex(12) for u in user_ids}
 
     # -- the personal-data port: a subject's key, kept in memory ------------------------------------------------
     async def held(self, user_id: str) -> dict[str, int]:

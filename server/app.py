@@ -12,9 +12,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from .. import __version__
-from ..domain.errors import NotPermitted
+from ..domain.errors import DomainError, NotPermitted
 from ..domain.purposes import PURPOSE_NAMES
 from ..privacy.surface import Handler
+from ..usecases.directory import completable_user_ids
 from .auth import SCOPE, HashedTokenVerifier
 from .catalog import CATALOG
 from .gating import CallerSource, GatedSurface
@@ -71,26 +72,34 @@ def build_server(runtime: Runtime, *, caller_from: CallerSource = "local", local
     async def complete(ref: Any, argument: Any, context: Any) -> Completion | None:
         if not isinstance(ref, PromptReference | ResourceTemplateReference):
             return None
-        try:
-            caller = surface.caller()
-        except NotPermitted:
-            return Completion(values=[])
         prefix = argument.value or ""
+        if argument.name == "user_id":
+            return await complete_user_id(prefix)
         if argument.name == "purpose":
+            try:
+                caller = surface.caller()
+            except NotPermitted:
+                return Completion(values=[])
             values = [p for p in PURPOSE_NAMES if p in caller.purposes and p.startswith(prefix)]
             return Completion(values=values, total=len(values), has_more=False)
-        if argument.name == "user_id":
-            if "reader" not in caller.roles:
-                return Completion(values=[])
-            if caller.subject is not None:
-                values = [caller.subject] if caller.subject.startswith(prefix) else []
-            else:
-                async with runtime.store.read() as repo:
-                    values = await repo.user_ids(prefix, MAX_COMPLETIONS + 1)
-            await runtime.audit.record(caller=caller.name, action="completion:user_id", subject=None, purpose=None,
-                                       outcome="ok", released=("user_id[]",) if values else ())
-            return Completion(values=values[:MAX_COMPLETIONS], has_more=len(values) > MAX_COMPLETIONS)
         return None
+
+    async def complete_user_id(prefix: str) -> Completion:
+        """Only users the caller could read, a bounded page of them; audited, and the audit never holds what was
+        typed (it is part of an id)."""
+        name, outcome = "unknown", "ok"
+        values: list[str] = []
+        more = False
+        try:
+            caller = surface.caller()
+            name = caller.name
+            values, more = await completable_user_ids(runtime.store, caller, prefix, runtime.clock.now(),
+                                                      MAX_COMPLETIONS)
+        except DomainError as exc:
+            outcome = f"error:{exc.code}"
+        await runtime.audit.record(caller=name, action="completion:user_id", subject=None, purpose=None,
+                                   outcome=outcome, released=("user_id[]",) if values else ())
+        return Completion(values=values, has_more=more)
 
     async def health(request: Request) -> JSONResponse:
         storage = runtime.settings.user_profiling.storage

@@ -25,10 +25,11 @@ async def find_similar_users(
     user_id: UserId,
     purpose: Purpose,
     limit: Limit = 10,
-    min_similarity: Annotated[float, Field(ge=-1, le=1, description="Leave out neighbours below this "
-                                           "cosine similarity.")] = 0.3,
+    min_similarity: Annotated[float, Field(ge=-1, le=1, description="Leave out neighbours whose cosine "
+                                           "similarity, rounded to 0.05 as shown, is below this.")] = 0.3,
 ) -> SimilarUsersView:
-    """Pseudonymous users with similar preferences and what they share; only users who consent to profiling."""
+    """Users with similar preferences and what they share, each under a name made fresh for this response; only
+    users who consent to profiling."""
     return await scope.app.discovery.similar(scope.access, user_id, limit, min_similarity)
 
 

@@ -47,6 +47,17 @@ def describe(token: str) -> str:
     return f"{value} ({FACET_WORDS.get(facet, facet.replace('_', ' '))})"
 
 
+# What find_similar_users shows of another person is coarse, so that it picks out one person less often: the exact
+# (similarity, shared likes) pair is near-unique, and both are symmetric (B in A's list shows what A shows in B's).
+SIMILARITY_STEP = 0.05
+SHARED_SHOWN = 3
+
+
+def shown_similarity(similarity: float) -> float:
+    """The similarity as shown: rounded to the nearest ``SIMILARITY_STEP``."""
+    return round(round(similarity / SIMILARITY_STEP) * SIMILARITY_STEP, 2)
+
+
 class Discovery:
     def __init__(self, store: Store, catalog: CatalogCache, vectors: UserVectors, index: VectorIndex,
                  model: SharedModel, pseudonyms: Pseudonymizer, *, half_life_days: float,
@@ -94,7 +105,8 @@ class Discovery:
         if state is None:
             return view.model_copy(update={"note": "Not enough signals about this user yet to compare."})
         hits = await self.index.query(state.vector.tolist(), limit * 2 + 5, exclude=[user_id])
-        hits = [(u, s) for u, s in hits if s >= min_similarity]
+        # On the similarity as shown: thresholds between the rounding steps would tell the exact value.
+        hits = [(u, s) for u, s in hits if shown_similarity(s) >= min_similarity]
         mine = self._weights(prefs, access)
         async with self.store.read() as repo:
             # The index follows consent within the call that changes it; this re-check also covers expiry.
@@ -106,9 +118,10 @@ class Discovery:
         if stale:
             await self.index.delete(stale)
         kept = [(u, s) for u, s in hits if u in theirs][:limit]
-        names = await self.pseudonyms.for_callers(access.caller.name, [u for u, _ in kept])
-        neighbours = [SimilarUser(pseudonym=names[u], similarity=round(s, 4),
-                                  shared_preferences=shared_likes(mine, self._weights(theirs[u], access)))
+        names = self.pseudonyms.for_response([u for u, _ in kept])
+        neighbours = [SimilarUser(pseudonym=names[u], similarity=shown_similarity(s),
+                                  shared_preferences=shared_likes(mine, self._weights(theirs[u], access),
+                                                                  SHARED_SHOWN))
                       for u, s in kept]
         note = None if neighbours else "No consenting user is similar enough; lower min_similarity to widen."
         return view.model_copy(update={"neighbours": neighbours, "note": note})

@@ -177,16 +177,27 @@ class PreferencesView(GatedResult):
 
 
 class SimilarUser(BaseModel):
-    pseudonym: str = Field(description="Stable for this caller, unlinkable across callers; never the user id.")
-    similarity: float = Field(description="Cosine similarity of the preference vectors, -1 to 1.")
-    shared_preferences: list[str] = Field(description="Tokens both like, strongest jointly first.")
+    pseudonym: str = Field(description=(
+        "A name for this neighbour within this response only, to tell its neighbours apart: random, made fresh for "
+        "every response, derived from neither the user id nor any key. It is not stable: the same person has a "
+        "different name in every response, for every caller, so the name itself cannot be followed across calls, "
+        "matched between callers or with the audit log, or tied to a user id (what the entry shows besides the "
+        "name can still be paired: see neighbours)."))
+    similarity: float = Field(description=(
+        "Cosine similarity of the two users' preference vectors, -1 to 1, rounded to the nearest 0.05."))
+    shared_preferences: list[str] = Field(description="At most three tokens both like, strongest jointly first.")
 
 
 class SimilarUsersView(GatedResult):
     user_id: str = operational("The user the search started from.")
-    min_similarity: float = operational("Neighbours below this similarity were left out.")
+    min_similarity: float = operational("Neighbours whose similarity as shown (rounded) is below this were left out.")
     neighbours: list[SimilarUser] | None = disclosed(
-        cat.INFERRED + ".similar_users", "Users with similar preferences who consent to profiling.")
+        cat.INFERRED + ".similar_users",
+        "Users with similar preferences who consent to profiling, most similar first. What an entry shows is "
+        "coarsened (similarity rounded to 0.05, at most three shared preferences) so that it matches fewer people, "
+        "but it is not guaranteed to match only one: similarity and shared preferences are symmetric (B in A's "
+        "list shows what A shows in B's), so a caller that may ask about both can still pair two entries when "
+        "what they show is unique to them.")
     note: str | None = operational("Why the list is short or empty, when it is.", default=None)
 
 

@@ -173,7 +173,9 @@ class SQLRepositories:
         await self.conn.execute(
             t.profiles.update().where(t.profiles.c.user_id == user_id).values(updated_at=latest))
 
-    async def user_ids(self, prefix: str, limit: int) -> list[str]:
+    async def user_ids(self, prefix: str, limit: int, after: str | None = None) -> list[str]:
+        """Profile ids that start with ``prefix``, in order, at most ``limit``; only those after ``after`` when
+        given (the last id of the previous page), so a caller filtering the pages can read on until it has enough."""
         column = t.profiles.c.user_id
         escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         # LIKE narrows the search (and can use the key's index); SQLite's LIKE ignores ASCII case, so the exact
@@ -181,6 +183,8 @@ class SQLRepositories:
         stmt = (sa.select(column)
                 .where(column.like(escaped + "%", escape="\\"), sa.func.substr(column, 1, len(prefix)) == prefix)
                 .order_by(column).limit(limit))
+        if after is not None:
+            stmt = stmt.where(column > after)
         return [r[0] for r in (await self.conn.execute(stmt)).all()]
 
     async def add_events(self, events: Sequence[Event], recorded_at: datetime) -> list[int]:

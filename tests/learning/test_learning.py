@@ -165,14 +165,41 @@ async def test_similar_users_are_pseudonymous_consenting_and_explained(world: Wo
     assert await world.runtime.index.count() == 4
 
 
-async def test_pseudonyms_differ_between_callers(world: World) -> None:
+async def test_pseudonyms_are_new_in_every_response(world: World) -> None:
+    # Names were stable per caller once; a stable name lets a caller follow a person across answers and tell who
+    # is who by elimination (tests/gate/test_pseudonyms.py), so the same caller asking twice gets new names too.
     async with world.client("privacy-officer") as c:
         await _similar_world(c)
         a = await call(c, "find_similar_users", user_id="fan-1", purpose="profiling", min_similarity=0.5)
+        again = await call(c, "find_similar_users", user_id="fan-1", purpose="profiling", min_similarity=0.5)
     async with world.client("insights-agent") as c:
         b = await call(c, "find_similar_users", user_id="fan-1", purpose="profiling", min_similarity=0.5)
-    assert {n["pseudonym"] for n in a["neighbours"]}.isdisjoint({n["pseudonym"] for n in b["neighbours"]})
+    names = [{n["pseudonym"] for n in found["neighbours"]} for found in (a, again, b)]
+    assert all(len(n) == 2 for n in names)
+    assert names[0].isdisjoint(names[1]) and names[0].isdisjoint(names[2]) and names[1].isdisjoint(names[2])
     assert sorted(n["similarity"] for n in a["neighbours"]) == sorted(n["similarity"] for n in b["neighbours"])
+
+
+async def test_min_similarity_applies_to_the_similarity_as_shown(world: World) -> None:
+    async with world.client("privacy-officer") as c:
+        await _similar_world(c)
+        await make_user(c, "mixed")
+        for item in ("candle-lavender", "perfume-oud", "bath-citrus"):
+            await call(c, "record_event", user_id="mixed", event_type="purchase", item_id=item)
+        runtime = world.runtime
+        async with runtime.store.read() as repo:
+            state = await runtime.usecases.discovery.vectors.of((await repo.attribute_weights_of(["fan-1"]))["fan-1"])
+        assert state is not None
+        exact = [s for _, s in await runtime.index.query(state.vector.tolist(), 10, exclude=["fan-1"])]
+        # A threshold halfway between a neighbour's exact similarity and its rounded one: filtering on the exact
+        # value would decide it the other way, and so let a caller find the exact value by moving the threshold.
+        s = max(exact, key=lambda e: abs(e - round(e * 20) / 20))
+        assert abs(s - round(s * 20) / 20) > 1e-3
+        threshold = (s + round(s * 20) / 20) / 2
+        found = await call(c, "find_similar_users", user_id="fan-1", purpose="profiling", min_similarity=threshold)
+    shown = sorted(n["similarity"] for n in found["neighbours"])
+    assert shown == sorted(round(e * 20) / 20 for e in exact if round(e * 20) / 20 >= threshold)
+    assert all(round(v * 20, 6) == round(v * 20) for v in shown)  # rounded to 0.05
 
 
 async def test_withdrawal_removes_a_user_from_the_index_at_once(world: World) -> None:

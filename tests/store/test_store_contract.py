@@ -188,6 +188,18 @@ async def test_user_ids_by_prefix_sorted_and_limited(store: SQLStore) -> None:
         assert await repo.user_ids("An", 10) == ["Anne"]
 
 
+async def test_user_ids_page_on_after_the_last_id_seen(store: SQLStore) -> None:
+    ids = ["an", "ana", "anna", "annabel", "bob"]
+    await make_profiles(store, *ids)
+    async with store.read() as repo:
+        assert await repo.user_ids("an", 2, after="an") == ["ana", "anna"]
+        assert await repo.user_ids("an", 2, after="anna") == ["annabel"]
+        assert await repo.user_ids("an", 2, after="annabel") == []
+        # The cursor need not be an id that exists, and never widens the prefix.
+        assert await repo.user_ids("an", 10, after="anb") == ["anna", "annabel"]
+        assert await repo.user_ids("", 10, after="b") == ["bob"]
+
+
 async def test_user_ids_prefix_wildcards_are_literal(store: SQLStore) -> None:
     ids = ["a%b", "a%%", "a_b", "axb", "ab", "a\\b", "a\\%", "abc"]
     await make_profiles(store, *ids)
