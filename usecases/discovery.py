@@ -107,7 +107,10 @@ class Discovery:
         hits = await self.index.query(state.vector.tolist(), limit * 2 + 5, exclude=[user_id])
         # On the similarity as shown: thresholds between the rounding steps would tell the exact value.
         hits = [(u, s) for u, s in hits if shown_similarity(s) >= min_similarity]
-        mine = self._weights(prefs, access)
+        # Shared likes cite this user's preferences: only those the caller may see and the purpose may use.
+        stated, learned = _preference_inputs(access, prefs)
+        mine = self._weights([*stated.value, *learned.value], access)
+        said = {p.token for p in stated.value}
         async with self.store.read() as repo:
             # The index follows consent within the call that changes it; this re-check also covers expiry.
             consenting = set(await repo.consenting(PROFILING, access.now, [u for u, _ in hits]))
@@ -119,10 +122,14 @@ class Discovery:
             await self.index.delete(stale)
         kept = [(u, s) for u, s in hits if u in theirs][:limit]
         names = self.pseudonyms.for_response([u for u, _ in kept])
-        neighbours = [SimilarUser(pseudonym=names[u], similarity=shown_similarity(s),
-                                  shared_preferences=shared_likes(mine, self._weights(theirs[u], access),
-                                                                  SHARED_SHOWN))
-                      for u, s in kept]
+        inferred = sourced(None, cat.INFERRED + ".similar_users")
+        neighbours = []
+        for u, s in kept:
+            shared = shared_likes(mine, self._weights(theirs[u], access), SHARED_SHOWN)
+            cited = [i for i, hit in ((stated, any(t in said for t in shared)),
+                                      (learned, any(t not in said for t in shared))) if hit]
+            neighbours.append(derive(SimilarUser, [inferred, *cited], pseudonym=names[u],
+                                     similarity=shown_similarity(s), shared_preferences=shared))
         note = None if neighbours else "No consenting user is similar enough; lower min_similarity to widen."
         return view.model_copy(update={"neighbours": neighbours, "note": note})
 

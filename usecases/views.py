@@ -176,7 +176,7 @@ class PreferencesView(GatedResult):
         "strongest first; each leaves only when its category may.")
 
 
-class SimilarUser(BaseModel):
+class SimilarUser(Derived):
     pseudonym: str = Field(description=(
         "A name for this neighbour within this response only, to tell its neighbours apart: random, made fresh for "
         "every response, derived from neither the user id nor any key. It is not stable: the same person has a "
@@ -185,7 +185,9 @@ class SimilarUser(BaseModel):
         "name can still be paired: see neighbours)."))
     similarity: float = Field(description=(
         "Cosine similarity of the two users' preference vectors, -1 to 1, rounded to the nearest 0.05."))
-    shared_preferences: list[str] = Field(description="At most three tokens both like, strongest jointly first.")
+    shared_preferences: list[str] = Field(description=(
+        "At most three tokens both like, strongest jointly first; only from this user's preferences the caller may "
+        "see (its lineage names which: user.preference.stated, user.preference.learned)."))
 
 
 class SimilarUsersView(GatedResult):
