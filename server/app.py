@@ -14,10 +14,11 @@ from starlette.responses import JSONResponse
 from .. import __version__
 from ..domain.errors import NotPermitted
 from ..domain.purposes import PURPOSE_NAMES
+from ..privacy.subjects import is_user_id
 from ..privacy.surface import Handler
 from .auth import SCOPE, HashedTokenVerifier
 from .catalog import CATALOG
-from .gating import CallerSource, GatedSurface
+from .gating import CallerSource, GatedSurface, completion_action
 from .runtime import Runtime
 
 INSTRUCTIONS = """\
@@ -69,28 +70,34 @@ def build_server(runtime: Runtime, *, caller_from: CallerSource = "local", local
             server.prompt(name=handler.name, title=handler.title, description=handler.description)(fn)
 
     async def complete(ref: Any, argument: Any, context: Any) -> Completion | None:
-        if not isinstance(ref, PromptReference | ResourceTemplateReference):
-            return None
+        values: list[str]
+        result: Completion | None
+        # Every completion appends one entry, refused ones too; only the user ids one offers are personal data.
+        action = completion_action(argument.name)
         try:
             caller = surface.caller()
         except NotPermitted:
+            await surface.audit("unknown", action, None, {}, None, "error:not_permitted")
             return Completion(values=[])
         prefix = argument.value or ""
-        if argument.name == "purpose":
+        outcome, values, result = "ok", [], None
+        if not isinstance(ref, PromptReference | ResourceTemplateReference):
+            pass
+        elif argument.name == "purpose":
             values = [p for p in PURPOSE_NAMES if p in caller.purposes and p.startswith(prefix)]
-            return Completion(values=values, total=len(values), has_more=False)
-        if argument.name == "user_id":
+            result = Completion(values=values, total=len(values), has_more=False)
+        elif argument.name == "user_id":
             if "reader" not in caller.roles:
-                return Completion(values=[])
-            if caller.subject is not None:
+                outcome = "error:not_permitted"
+            elif caller.subject is not None:
                 values = [caller.subject] if caller.subject.startswith(prefix) else []
-            else:
+            elif not prefix or is_user_id(prefix):  # no user id starts with anything else: nothing to look up
                 async with runtime.store.read() as repo:
                     values = await repo.user_ids(prefix, MAX_COMPLETIONS + 1)
-            await runtime.audit.record(caller=caller.name, action="completion:user_id", subject=None, purpose=None,
-                                       outcome="ok", released=("user_id[]",) if values else ())
-            return Completion(values=values[:MAX_COMPLETIONS], has_more=len(values) > MAX_COMPLETIONS)
-        return None
+            result = Completion(values=values[:MAX_COMPLETIONS], has_more=len(values) > MAX_COMPLETIONS)
+        released = ("user_id[]",) if argument.name == "user_id" and values else ()
+        await surface.audit(caller.name, action, None, {}, None, outcome, released)
+        return result
 
     async def health(request: Request) -> JSONResponse:
         storage = runtime.settings.user_profiling.storage

@@ -4,8 +4,10 @@ removed or reordered entry, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, cast
 
@@ -15,12 +17,14 @@ import sqlalchemy as sa
 import yaml
 from mcp import Client
 from mcp.shared.exceptions import MCPError
+from mcp.types import EmptyResult, PromptReference, Request, ResourceTemplateReference
 
 from mnky_profiles.server.cli import main
+from mnky_profiles.server.settings import DEFAULT_CONFIG
 from mnky_profiles.store.sql import schema
 from mnky_profiles.store.sql.repositories import SQLRepositories
 
-from ..conftest import ERAS, PG_URL, World
+from ..conftest import ERAS, PG_URL, FakeClock, World, open_world
 from ..support.clients import connect
 from ..support.gate import audit_length, newest_entry
 
@@ -51,18 +55,23 @@ CALLS: list[tuple[str, str, dict[str, Any], str]] = [
     ("tool", "update_profile", {"user_id": USER, "attributes": {"interaction_style": "warm"}}, "tool:update_profile"),
     ("tool", "record_event", {"user_id": USER, "event_type": "search", "properties": {"query": VALUES[3]}},
      "tool:record_event"),
-    ("tool", "no_such_tool", {"user_id": USER}, "tool:no_such_tool"),
+    ("tool", "no_such_tool", {"user_id": USER}, "tool:?"),  # a name the server does not declare
+    ("tool", USER, {"user_id": USER}, "tool:?"),
+    ("tool", "ana.marker.example.org", {"user_id": USER}, "tool:?"),  # looks like a name, is caller text
     ("resource", f"profile://{USER}", {}, "resource:profile://{user_id}"),
     ("resource", f"consent://{USER}", {}, "resource:consent://{user_id}"),
     ("resource", "profile://ghost", {}, "resource:profile://{user_id}"),
-    ("resource", f"profile://{USER}/extra", {}, "resource:profile://..."),  # matches no resource
+    ("resource", f"profile://{USER}/extra", {}, "resource:?"),  # matches no resource
     ("resource", f"{USER}://x", {}, "resource:?"),
+    ("resource", f"schema://{USER}", {}, "resource:?"),
+    ("resource", "ana.marker://profile", {}, "resource:?"),  # a scheme is caller text too
     ("resource", "schema://profile", {}, "resource:schema://profile"),
     ("resource", "policy://purposes", {}, "resource:policy://purposes"),
     ("prompt", "personalize", {"user_id": USER, "purpose": "personalization"}, "prompt:personalize"),
     ("prompt", "personalize", {"user_id": USER, "purpose": "nonsense"}, "prompt:personalize"),
     ("prompt", "privacy_summary", {"user_id": USER}, "prompt:privacy_summary"),
-    ("prompt", "no_such_prompt", {"user_id": USER}, "prompt:no_such_prompt"),
+    ("prompt", "no_such_prompt", {"user_id": USER}, "prompt:?"),
+    ("prompt", USER, {"user_id": USER}, "prompt:?"),
 ]
 
 
@@ -112,6 +121,142 @@ async def test_entries_never_hold_raw_identifiers_or_values(world: World) -> Non
         assert USER not in text and "ana.marker" not in text, text
         assert not [v for v in VALUES if v in text], text
         assert row.subject is None or row.subject.startswith("s_")
+
+
+# -- only names the server declares ------------------------------------------------------------------------------
+SOMEONE = "someone@example.com"  # caller text that must never reach the log
+NAMED: list[tuple[str, str, dict[str, Any], str]] = [
+    ("tool", SOMEONE, {"user_id": SOMEONE}, "tool:?"),
+    ("tool", "someone.example.com", {}, "tool:?"),
+    ("tool", "get_profile", {"user_id": SOMEONE, "purpose": SOMEONE}, "tool:get_profile"),
+    ("resource", f"profile://{SOMEONE}", {}, "resource:profile://{user_id}"),
+    ("resource", f"consent://{SOMEONE}", {}, "resource:consent://{user_id}"),
+    ("resource", f"profile://{SOMEONE}/history", {}, "resource:?"),
+    ("resource", f"schema://{SOMEONE}", {}, "resource:?"),
+    ("resource", "someone-example-com://profile", {}, "resource:?"),
+    ("prompt", SOMEONE, {"user_id": SOMEONE}, "prompt:?"),
+    ("prompt", "personalize", {"user_id": SOMEONE, "purpose": SOMEONE}, "prompt:personalize"),
+]
+PERSONALIZE = PromptReference(type="ref/prompt", name="personalize")
+PROFILE = ResourceTemplateReference(type="ref/resource", uri="profile://{user_id}")
+
+
+async def raw_rows(world: World) -> list[str]:
+    """Every row of the audit tables as stored, as text."""
+    async with world.runtime.store.read() as repo:
+        conn = cast(SQLRepositories, repo).conn
+        rows = [*(await conn.execute(sa.select(schema.audit_log))).all(),
+                *(await conn.execute(sa.select(schema.audit_head))).all()]
+    return [repr(tuple(row)) for row in rows]
+
+
+async def test_the_log_names_only_what_the_server_declares(world: World) -> None:
+    """Unknown names are ``?``, a resource read is named by its declared template; no caller text is stored."""
+    async with connect(world.server("privacy-officer")) as c:
+        for kind, target, arguments, action in NAMED:
+            await send(c, kind, target, arguments)
+            assert (await newest_entry(world.runtime)).action == action, target
+        await c.complete(PROFILE, {"name": "user_id", "value": "someone@"})
+        assert (await newest_entry(world.runtime)).action == "completion:user_id"
+        await c.complete(PERSONALIZE, {"name": SOMEONE, "value": SOMEONE})
+        assert (await newest_entry(world.runtime)).action == "completion:?"
+    rows = await raw_rows(world)
+    assert len(rows) == len(NAMED) + 2 + 1  # the entries and the head
+    assert not [row for row in rows if "someone" in row or "example.com" in row], rows
+
+
+# -- every path, whatever its arguments ---------------------------------------------------------------------------
+LONE = "\ud800"  # a lone surrogate: no UTF-8 encoding exists for it (JSON "\\ud800")
+
+
+class RawRequest(Request[dict[str, Any], str]):
+    """A request as a client may put it on the wire, with params the SDK's own types would not build."""
+
+
+def raw(method: str, params: dict[str, Any]) -> Callable[[Client], Awaitable[Any]]:
+    return lambda c: c.session.send_request(RawRequest(method=method, params=params), EmptyResult)
+
+
+Send = Callable[[Client], Awaitable[Any]]
+# Each: what is sent, the action it must be recorded under, and whether the SDK's client can send it in the
+# modern era too (there it puts tool and prompt names and resource URIs in a header, which must encode).
+PATHS: list[tuple[str, Send, str, bool]] = [
+    ("tool", lambda c: c.call_tool("get_profile", {"user_id": LONE, "purpose": "service"}), "tool:get_profile",
+     True),
+    ("tool, nested", lambda c: c.call_tool("record_events", {"events": [{"user_id": LONE, "event_type": "view"}]}),
+     "tool:record_events", True),
+    ("tool, values", lambda c: c.call_tool("update_profile", {"user_id": LONE, "create": True,
+                                                              "attributes": {"display_name": LONE}}),
+     "tool:update_profile", True),
+    ("unknown tool", lambda c: c.call_tool("no_such_tool", {"user_id": LONE}), "tool:?", True),
+    ("unknown tool name", lambda c: c.call_tool(LONE, {"user_id": LONE}), "tool:?", False),
+    ("resource", lambda c: c.read_resource(f"profile://{LONE}"), "resource:profile://{user_id}", False),
+    ("unknown resource", lambda c: c.read_resource(f"{LONE}://x"), "resource:?", False),
+    ("prompt", lambda c: c.get_prompt("personalize", {"user_id": LONE, "purpose": "service"}),
+     "prompt:personalize", True),
+    ("prompt, one argument", lambda c: c.get_prompt("privacy_summary", {"user_id": LONE}),
+     "prompt:privacy_summary", True),
+    ("unknown prompt", lambda c: c.get_prompt(LONE, {"user_id": LONE}), "prompt:?", False),
+    ("completion", lambda c: c.complete(PERSONALIZE, {"name": "user_id", "value": LONE}), "completion:user_id",
+     True),
+    ("template completion", lambda c: c.complete(PROFILE, {"name": "user_id", "value": LONE}),
+     "completion:user_id", True),
+    ("purpose completion", lambda c: c.complete(PERSONALIZE, {"name": "purpose", "value": LONE}),
+     "completion:purpose", True),
+    ("unknown completion", lambda c: c.complete(PERSONALIZE, {"name": LONE, "value": "x"}), "completion:?", True),
+    ("arguments not an object", raw("tools/call", {"name": "get_profile", "arguments": [LONE]}),
+     "tool:get_profile", False),
+    ("tool name not a string", raw("tools/call", {"name": 5, "arguments": {"user_id": LONE}}), "tool:?", False),
+    ("uri not a string", raw("resources/read", {"uri": 5}), "resource:?", False),
+    ("prompt argument not a string", raw("prompts/get", {"name": "personalize", "arguments": {"user_id": 5}}),
+     "prompt:personalize", False),
+    ("completion value not a string", raw("completion/complete", {
+        "ref": {"type": "ref/prompt", "name": "personalize"}, "argument": {"name": "user_id", "value": 5}}),
+     "completion:user_id", False),
+    ("completion without a ref", raw("completion/complete", {"argument": {"name": "user_id", "value": "a"}}),
+     "completion:user_id", False),
+]
+
+
+@pytest.mark.parametrize("mode", ERAS)
+async def test_every_path_appends_one_entry_whatever_the_ids(world: World, mode: str) -> None:
+    await seed(world)
+    sent = 0
+    async with connect(world.server("privacy-officer"), mode) as c:
+        for what, call, action, modern in PATHS:
+            if mode != "legacy" and not modern:
+                continue  # the client cannot send it in this era (see PATHS)
+            before = await audit_length(world.runtime)
+            with contextlib.suppress(MCPError):  # refused as a protocol error; audited all the same
+                await call(c)
+            assert await audit_length(world.runtime) == before + 1, what
+            entry = await newest_entry(world.runtime)
+            assert (entry.action, entry.caller) == (action, "privacy-officer"), (what, entry)
+            assert entry.outcome.startswith("error:") or action.startswith("completion:"), (what, entry)
+            assert entry.subject is None or entry.subject.startswith("s_"), (what, entry)
+            sent += 1
+        # The server still serves, and a lone surrogate is named by the same pseudonym every time.
+        assert not (await c.call_tool("check_consent", {"user_id": USER, "purpose": "service"})).is_error
+    assert sent == sum(1 for *_, modern in PATHS if modern or mode == "legacy")
+    lone = await world.runtime.pseudonyms.subject(LONE)
+    named = [e.entry.action async for e in world.runtime.audit.entries() if e.entry.subject == lone]
+    assert {"tool:get_profile", "tool:record_events", "prompt:personalize"} <= set(named)
+    assert (await world.runtime.audit.verify()).ok
+
+
+async def test_a_refused_completion_is_audited(backend: str, tmp_path: Path, clock: FakeClock) -> None:
+    callers = {"privacy-officer": yaml.safe_load(DEFAULT_CONFIG.read_text())["callers"]["privacy-officer"],
+               "writer-only": {"purposes": ["service"], "categories": ["*"], "roles": ["writer"]}}
+    async with open_world(backend, tmp_path, clock, callers=callers, local_caller="privacy-officer") as world, \
+            connect(world.server("writer-only")) as c:
+        for argument in ("user_id", "purpose"):
+            before = await audit_length(world.runtime)
+            await c.complete(PROFILE, {"name": argument, "value": ""})
+            assert await audit_length(world.runtime) == before + 1
+        entries = [e.entry async for e in world.runtime.audit.entries()][-2:]
+    assert [(e.action, e.caller, e.outcome, e.released) for e in entries] == [
+        ("completion:user_id", "writer-only", "error:not_permitted", ()),
+        ("completion:purpose", "writer-only", "ok", ())]
 
 
 # -- the chain ---------------------------------------------------------------------------------------------------
