@@ -17,7 +17,7 @@ class Withholding:
 class AuditEntry:
     at: datetime
     caller: str
-    action: str  # "tool:get_profile", "resource:profile://{user_id}", "prompt:personalize"
+    action: str  # a declared name: "tool:get_profile", "resource:profile://{user_id}", "tool:?" for an unknown one
     subject: str | None  # pseudonym of the data subject, never the raw id
     purpose: str | None
     released: tuple[str, ...]
@@ -30,4 +30,5 @@ class ChainedEntry:
     seq: int
     entry: AuditEntry
     prev_hash: str
-    hash: str
+    hash: str  # HMAC-SHA256 under the audit key named by ``key_id``; plain SHA-256 before the audit key existed
+    key_id: str | None = None  # a fingerprint of that key, never the key; None for entries from before it

@@ -112,7 +112,7 @@ class Store(Protocol):
 class AuditStore(Protocol):
     async def last(self) -> ChainedEntry | None: ...
     async def append(self, entry: ChainedEntry) -> bool:
-        """Insert at ``entry.seq``; False when that place is taken (another writer was first)."""
+        """Insert at ``entry.seq``, with its ``key_id``; False when that place is taken (another writer was first)."""
         ...
     async def head(self) -> tuple[int, str] | None:
         """The place and hash recorded with the newest append."""

@@ -14,11 +14,12 @@ from starlette.responses import JSONResponse
 from .. import __version__
 from ..domain.errors import DomainError, NotPermitted
 from ..domain.purposes import PURPOSE_NAMES
+from ..privacy.subjects import is_user_id
 from ..privacy.surface import Handler
 from ..usecases.directory import completable_user_ids
 from .auth import SCOPE, HashedTokenVerifier
 from .catalog import CATALOG
-from .gating import CallerSource, GatedSurface
+from .gating import CallerSource, GatedSurface, completion_action
 from .runtime import Runtime
 
 INSTRUCTIONS = """\
@@ -70,36 +71,34 @@ def build_server(runtime: Runtime, *, caller_from: CallerSource = "local", local
             server.prompt(name=handler.name, title=handler.title, description=handler.description)(fn)
 
     async def complete(ref: Any, argument: Any, context: Any) -> Completion | None:
-        if not isinstance(ref, PromptReference | ResourceTemplateReference):
-            return None
-        prefix = argument.value or ""
-        if argument.name == "user_id":
-            return await complete_user_id(prefix)
-        if argument.name == "purpose":
-            try:
-                caller = surface.caller()
-            except NotPermitted:
-                return Completion(values=[])
-            values = [p for p in PURPOSE_NAMES if p in caller.purposes and p.startswith(prefix)]
-            return Completion(values=values, total=len(values), has_more=False)
-        return None
-
-    async def complete_user_id(prefix: str) -> Completion:
-        """Only users the caller could read, a bounded page of them; audited, and the audit never holds what was
-        typed (it is part of an id)."""
-        name, outcome = "unknown", "ok"
-        values: list[str] = []
-        more = False
+        result: Completion | None = None
+        # Every completion appends one entry, refused ones too; only the user ids one offers are personal data.
+        action = completion_action(argument.name)
         try:
             caller = surface.caller()
-            name = caller.name
-            values, more = await completable_user_ids(runtime.store, caller, prefix, runtime.clock.now(),
-                                                      MAX_COMPLETIONS)
-        except DomainError as exc:
-            outcome = f"error:{exc.code}"
-        await runtime.audit.record(caller=name, action="completion:user_id", subject=None, purpose=None,
-                                   outcome=outcome, released=("user_id[]",) if values else ())
-        return Completion(values=values, has_more=more)
+        except NotPermitted:
+            await surface.audit("unknown", action, None, {}, None, "error:not_permitted")
+            return Completion(values=[])
+        prefix = argument.value or ""
+        outcome, values = "ok", []
+        if not isinstance(ref, PromptReference | ResourceTemplateReference):
+            pass
+        elif argument.name == "purpose":
+            values = [p for p in PURPOSE_NAMES if p in caller.purposes and p.startswith(prefix)]
+            result = Completion(values=values, total=len(values), has_more=False)
+        elif argument.name == "user_id":
+            # Only users the caller could read, a bounded page of them; the audit never holds what was typed.
+            more = False
+            if not prefix or is_user_id(prefix):  # no user id starts with anything else: nothing to look up
+                try:
+                    values, more = await completable_user_ids(runtime.store, caller, prefix, runtime.clock.now(),
+                                                              MAX_COMPLETIONS)
+                except DomainError as exc:
+                    outcome = f"error:{exc.code}"
+            result = Completion(values=values, has_more=more)
+        released = ("user_id[]",) if argument.name == "user_id" and values else ()
+        await surface.audit(caller.name, action, None, {}, None, outcome, released)
+        return result
 
     async def health(request: Request) -> JSONResponse:
         storage = runtime.settings.user_profiling.storage

@@ -294,17 +294,21 @@ async def _reindex(settings: Settings) -> int:
 
 async def _verify(settings: Settings) -> int:
     from ..privacy.audit import verify
-    from .runtime import open_store
+    from .runtime import audit_keys, open_store
 
+    keys = audit_keys(settings, create=False)  # the same key the server uses; never a new one
     store = open_store(settings)
     try:
         await store.migrate()
-        result = await verify(store, await store.head())
+        result = await verify(store, await store.head(), keys)
     finally:
         await store.close()
     if result.ok:
         head = f"head {result.head[0]} {result.head[1]}" if result.head else "empty"
-        print(f"audit log intact: {result.entries} entries, {head}")
+        keyed = "" if result.keyed_from is None else (
+            ", every entry keyed" if result.keyed_from == 1 else
+            f", keyed from entry {result.keyed_from} (those before are from before the audit key)")
+        print(f"audit log intact: {result.entries} entries{keyed}, {head}")
         return 0
     print(f"audit log BROKEN ({result.entries} entries read):", file=sys.stderr)
     for problem in result.problems:
@@ -359,7 +363,8 @@ def _parser() -> argparse.ArgumentParser:
 
     audit = sub.add_parser("audit", help="the audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
-    with_config(audit_sub.add_parser("verify", help="check the hash chain; exit 1 if anything was altered"))
+    with_config(audit_sub.add_parser("verify", help="check the keyed hash chain with the audit key (audit.key or "
+                                     "<data_dir>/audit.key); exit 1 if anything was altered"))
 
     token = sub.add_parser("token", help="bearer tokens for HTTP callers")
     token_sub = token.add_subparsers(dest="token_command", required=True)

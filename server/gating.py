@@ -2,8 +2,10 @@
 
 Every declared tool, resource and prompt is registered only through ``GatedSurface.wrap``: it resolves the caller,
 opens the gate, runs the handler, releases the result field by field and appends the audit entry. The middleware
-is the last line: a tool call, resource read or prompt that did not pass through a wrapper (a handler registered
-around the gate, or a call rejected before it) is audited, and a result it would have returned is refused.
+is the last line: a tool call, resource read, prompt or completion that did not pass through a wrapper (a handler
+registered around the gate, or a call rejected before it) is audited, and a result it would have returned is
+refused. The audit names only what the server declares: an unknown tool is ``tool:?``, a resource read by its
+declared template (``resource:profile://{user_id}``), never the URI with the id in it.
 """
 
 from __future__ import annotations
@@ -11,8 +13,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -20,6 +21,7 @@ from typing import Any, Literal
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPError
+from mcp.shared.uri_template import UriTemplate
 from mcp.types import INTERNAL_ERROR, INVALID_PARAMS, CallToolResult, TextContent
 
 from ..domain.audit import Withholding
@@ -33,10 +35,10 @@ from .runtime import Runtime
 
 log = logging.getLogger("mnky_profiles.gate")
 
-GATED_METHODS = {"tools/call": "tool", "resources/read": "resource", "prompts/get": "prompt"}
+GATED_METHODS = {"tools/call": "tool", "resources/read": "resource", "prompts/get": "prompt",
+                 "completion/complete": "completion"}
+COMPLETED = ("purpose", "user_id")  # the arguments the server completes
 CallerSource = Literal["local", "token"]
-_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,31}")
-_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 
 @dataclass
@@ -55,6 +57,26 @@ class GatedSurface:
         self.caller_from = caller_from
         self.local_caller = local_caller or runtime.settings.local_caller
         self.handlers: dict[tuple[str, str], Handler] = {(h.kind, h.name): h for h in handlers}
+        # Resource templates, matched as the SDK matches them, after the fixed URIs (as the SDK does too).
+        self.templates = [(h, UriTemplate.parse(h.name)) for h in handlers if h.kind == "resource" and "{" in h.name]
+
+    def declared(self, kind: str, params: Any) -> tuple[Handler | None, dict[str, Any]]:
+        """The declared handler a request names (None: it names none) and its arguments as sent; for a resource
+        template, the parameters its URI holds."""
+        params = params if isinstance(params, Mapping) else {}
+        if kind == "resource":
+            uri = params.get("uri")
+            if not isinstance(uri, str):
+                return None, {}
+            if ("resource", uri) in self.handlers:
+                return self.handlers["resource", uri], {}
+            for handler, template in self.templates:
+                if (found := template.match(uri)) is not None:
+                    return handler, dict(found)
+            return None, {}
+        name, arguments = params.get("name"), params.get("arguments")
+        named = self.handlers.get((kind, name)) if isinstance(name, str) else None
+        return named, dict(arguments) if isinstance(arguments, Mapping) else {}
 
     # -- who is calling --------------------------------------------------------------------------------------
     def caller(self) -> Caller:
@@ -170,15 +192,23 @@ class GatedSurface:
         raise MCPError(INTERNAL_ERROR, message)
 
     async def _audit_rejected(self, ctx: Any, kind: str, outcome: str) -> None:
-        params = ctx.params or {}
-        arguments = params.get("arguments") or {}
         try:
             caller = self.caller().name
         except NotPermitted:
             caller = "unknown"
-        handler = self.handlers.get((kind, _target(ctx)))
-        await _audit_quietly(self, caller, f"{kind}:{_audited_target(ctx, kind)}", handler,
-                             arguments if isinstance(arguments, dict) else {}, None, outcome)
+        if kind == "completion":
+            argument = ctx.params.get("argument") if isinstance(ctx.params, Mapping) else None
+            name = argument.get("name") if isinstance(argument, Mapping) else None
+            await _audit_quietly(self, caller, completion_action(name), None, {}, None, outcome)
+            return
+        handler, arguments = self.declared(kind, ctx.params)
+        await _audit_quietly(self, caller, handler.action if handler else f"{kind}:?", handler, arguments, None,
+                             outcome)
+
+
+def completion_action(argument: Any) -> str:
+    """How the audit names a completion: by the argument completed, when it is one the server completes."""
+    return f"completion:{argument if argument in COMPLETED else '?'}"
 
 
 def _purpose_arg(arguments: dict[str, Any]) -> str | None:
@@ -187,19 +217,10 @@ def _purpose_arg(arguments: dict[str, Any]) -> str | None:
 
 
 def _target(ctx: Any) -> str:
-    params = ctx.params or {}
+    """For the server's own log: what an ungated request names (a name registered on this server)."""
+    params = ctx.params if isinstance(ctx.params, Mapping) else {}
     target = params.get("name") or params.get("uri") or "?"
-    return str(target)[:200]
-
-
-def _audited_target(ctx: Any, kind: str) -> str:
-    """What the audit names: a resource URI carries identifiers (profile://u1), so only its scheme is kept; an
-    unknown tool or prompt name is kept only when it looks like a name."""
-    target = _target(ctx)
-    if kind != "resource":
-        return target if _NAME.fullmatch(target) else "?"
-    scheme = target.split("://", 1)[0]
-    return f"{scheme}://..." if _SCHEME.fullmatch(scheme) and "://" in target else "?"
+    return ascii(target)[:200]
 
 
 def _is_error(result: Any) -> bool:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import logging
+import os
+import secrets
+import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 
 from ..domain.callers import Caller
 from ..domain.ports import Clock, Embedder, PersonalData, Store, VectorIndex
-from ..privacy.audit import AuditLog
+from ..privacy.audit import AuditKey, AuditLog
 from ..privacy.gate import Gate
 from ..privacy.pseudonyms import Pseudonymizer
 from ..store.models import ModelFiles
@@ -23,7 +29,9 @@ from ..usecases.learning import PreferenceLearner
 from ..usecases.profiles import Profiles
 from ..usecases.runs import LearningRuns
 from ..usecases.vectors import IndexUpkeep, UserVectors
-from .settings import Settings
+from .settings import ENV_PREFIX, ConfigError, Settings, audit_key_error
+
+log = logging.getLogger("mnky_profiles")
 
 
 def settle() -> None:
@@ -73,6 +81,57 @@ class Runtime:
         await self.store.close()
 
 
+def audit_keys(settings: Settings, *, create: bool = True) -> tuple[AuditKey, ...]:
+    """The audit key, then the keys rotated out before it (``audit.previous_keys``).
+
+    The key is ``audit.key`` when set, else the one in ``<data_dir>/audit.key``, made (mode 0600) on first start
+    when ``create``. Never the database: whoever can rewrite the log there must not find the key beside it.
+    """
+    audit = settings.audit
+    if audit.key is not None:
+        key = AuditKey(bytes.fromhex(audit.key.get_secret_value().strip()))
+    else:
+        path = settings.audit_key_path
+        if not path.exists():
+            if not create:
+                raise ConfigError(f"no audit key: audit.key is not set ({ENV_PREFIX}AUDIT__KEY) and {path} does not "
+                                  f"exist. Give the key the log was written with.")
+            _make_key_file(path)
+        key = _read_key_file(path)
+    previous = [AuditKey(bytes.fromhex(k.get_secret_value().strip())) for k in audit.previous_keys]
+    return key, *(k for k in previous if k.id != key.id)
+
+
+def _make_key_file(path: Path) -> None:
+    """Write a new random key to ``path``, readable by the owner only. Written aside and linked into place, so a
+    process starting at the same time reads either no file or the whole key; if it made one first, it is kept."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, aside = tempfile.mkstemp(dir=path.parent, prefix=".audit.key.")  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_hex(32) + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        with contextlib.suppress(FileExistsError):  # another process made it first: theirs is the key
+            os.link(aside, path)
+    finally:
+        os.unlink(aside)
+    log.info("made a new audit key in %s; keep a copy where the database is not", path)
+
+
+def _read_key_file(path: Path) -> AuditKey:
+    try:
+        text = path.read_text(encoding="ascii", errors="replace")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the audit key {path}: {exc.strerror}") from None
+    problem = audit_key_error(text)
+    if problem:
+        raise ConfigError(f"{path} does not hold an audit key: {problem}")
+    if path.stat().st_mode & 0o077:
+        log.warning("the audit key %s is readable by others than its owner; chmod 600 it", path)
+    return AuditKey(bytes.fromhex(text.strip()))
+
+
 def open_store(settings: Settings) -> SQLStore:
     if settings.user_profiling.storage == "postgresql":
         assert settings.database_url is not None
@@ -117,11 +176,14 @@ async def open_index(settings: Settings, embedder: Embedder) -> tuple[VectorInde
 
 async def bootstrap(settings: Settings, clock: Clock | None = None) -> Runtime:
     clock = clock or SystemClock()
+    key, *previous_keys = audit_keys(settings)
     store = open_store(settings)
     closing: list[object] = [store]
     try:
         await store.migrate()
         pseudonyms = Pseudonymizer(await store.secret("pseudonyms"), store)
+        audit = AuditLog(store, clock, pseudonyms, key, previous_keys)
+        await audit.seal()
         embedder = open_embedder(settings, store)
         closing.insert(0, embedder)
         index, stale = await open_index(settings, embedder)
@@ -143,7 +205,6 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> Runtime:
             if close is not None:
                 await close()
         raise
-    audit = AuditLog(store, clock, pseudonyms)
     learner = PreferenceLearner(catalog, half_life_days=half_life, realtime=profiling.update_frequency == "realtime")
     usecases = UseCases(
         profiles=Profiles(store, learner, upkeep),

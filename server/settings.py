@@ -4,6 +4,7 @@ environment as ``MNKY_<SECTION>__<KEY>`` (e.g. ``MNKY_USER_PROFILING__STORAGE=po
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -150,6 +151,45 @@ class PineconeSettings(BaseModel):
                                               "in results while the service catches up.")
 
 
+AUDIT_KEY_HEX = re.compile(r"(?:[0-9a-fA-F]{2}){32,}")  # 32 bytes or more, as hex
+
+
+def audit_key_error(text: str) -> str | None:
+    """What is wrong with ``text`` as an audit key (None: nothing); never echoes it."""
+    if AUDIT_KEY_HEX.fullmatch(text.strip()) is None:
+        return "an audit key is hex, 64 characters or more (32 bytes; e.g. `openssl rand -hex 32`)"
+    return None
+
+
+class AuditSettings(BaseModel):
+    """The key of the audit chain. It is kept out of the database: whoever can rewrite the log there cannot
+    recompute its hashes without it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: SecretStr | None = Field(None, description="Secret: set MNKY_AUDIT__KEY (hex, 32 bytes or more), not the "
+                                  "file. Unset: the key in <data_dir>/audit.key, made on first start.")
+    previous_keys: list[SecretStr] = Field(default_factory=list, description="Keys the log was keyed with before "
+                                           "a rotation, so verify still checks the entries they keyed.")
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: SecretStr | None) -> SecretStr | None:
+        problem = None if value is None else audit_key_error(value.get_secret_value())
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("previous_keys")
+    @classmethod
+    def _previous_keys(cls, value: list[SecretStr]) -> list[SecretStr]:
+        for key in value:
+            problem = audit_key_error(key.get_secret_value())
+            if problem:
+                raise ValueError(problem)
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid")
 
@@ -168,6 +208,7 @@ class Settings(BaseSettings):
     openai: OpenAISettings = OpenAISettings()
     local_index: LocalIndexSettings = LocalIndexSettings()
     pinecone: PineconeSettings = PineconeSettings()
+    audit: AuditSettings = AuditSettings()
 
     # Cross-field checks are field validators (fields validate in declaration order), so an error names its key
     # and ``_describe`` can tell whether the value came from the environment.
@@ -195,6 +236,11 @@ class Settings(BaseSettings):
     @property
     def vector_dir(self) -> Path:
         return self.data_dir / "vectors"
+
+    @property
+    def audit_key_path(self) -> Path:
+        """Where the audit key is kept when ``audit.key`` is not set."""
+        return self.data_dir / "audit.key"
 
     @classmethod
     def settings_customise_sources(

@@ -102,6 +102,9 @@ audit_log = sa.Table(
     sa.Column("outcome", sa.String(64), nullable=False),
     sa.Column("prev_hash", sa.String(64), nullable=False),
     sa.Column("hash", sa.String(64), nullable=False),
+    # The fingerprint of the audit key the hash is an HMAC under (the key itself is never here); NULL for
+    # entries from before the audit key (revision 0005), whose hash is plain SHA-256.
+    sa.Column("key_id", sa.String(16), nullable=True),
     sa.Index(None, "subject"),
 )
 

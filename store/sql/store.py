@@ -31,7 +31,7 @@ def _row_to_entry(r: Any) -> ChainedEntry:
         at=r.at, caller=r.caller, action=r.action, subject=r.subject, purpose=r.purpose,
         released=tuple(r.released), withheld=tuple(Withholding(**w) for w in r.withheld), outcome=r.outcome,
     )
-    return ChainedEntry(seq=r.seq, entry=entry, prev_hash=r.prev_hash, hash=r.hash)
+    return ChainedEntry(seq=r.seq, entry=entry, prev_hash=r.prev_hash, hash=r.hash, key_id=r.key_id)
 
 
 class SQLStore:
@@ -130,6 +130,7 @@ class SQLStore:
                     "purpose": e.purpose, "released": list(e.released),
                     "withheld": [{"field": w.field, "category": w.category, "reason": w.reason} for w in e.withheld],
                     "outcome": e.outcome, "prev_hash": chained.prev_hash, "hash": chained.hash,
+                    "key_id": chained.key_id,
                 })
                 await conn.execute(upsert(conn.dialect, t.audit_head, ("id",), ("seq", "hash")),
                                    {"id": 1, "seq": chained.seq, "hash": chained.hash})

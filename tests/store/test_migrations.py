@@ -132,7 +132,7 @@ async def test_profiles_from_before_subject_keys_keep_their_audit_names_until_er
     """Revision 0004 gives every profile a key of its own and keeps the name the server-wide key gave it, so the
     subject's earlier audit entries stay theirs; the server-wide key is replaced, so after erasure nobody can work
     that name out again."""
-    from mnky_profiles.privacy.audit import AuditLog
+    from mnky_profiles.privacy.audit import AuditKey, AuditLog
     from mnky_profiles.privacy.pseudonyms import Pseudonymizer
 
     from ..conftest import FakeClock
@@ -153,7 +153,7 @@ async def test_profiles_from_before_subject_keys_keep_their_audit_names_until_er
     new_key = await store.secret("pseudonyms")
     assert new_key != old_key
     pseudonyms = Pseudonymizer(new_key, store)
-    audit = AuditLog(store, FakeClock(), pseudonyms)
+    audit = AuditLog(store, FakeClock(), pseudonyms, AuditKey(b"k" * 32))
     found = [e async for e in audit.entries("ana")]
     assert [e.entry.subject for e in found] == [old_name]
     await audit.record(caller="c", action="tool:get_profile", subject="ana", purpose="service", outcome="ok")

@@ -417,7 +417,9 @@ def chained(seq: int, subject: str | None = "p-1", outcome: str = "ok") -> Chain
         purpose="personalization", released=("preferences.likes", "demographic.language"),
         withheld=(Withholding("identity.email", "user.contact", "purpose_not_compatible"),), outcome=outcome,
     )
-    return ChainedEntry(seq, entry, prev_hash=f"{seq - 1:064x}", hash=f"{seq:064x}")
+    # Every third entry as from before the audit key (no key id): both kinds come back as written.
+    return ChainedEntry(seq, entry, prev_hash=f"{seq - 1:064x}", hash=f"{seq:064x}",
+                        key_id=None if seq % 3 == 0 else f"{seq:016x}")
 
 
 async def test_audit_append_last_head_and_taken_places(store: SQLStore) -> None:
