@@ -19,7 +19,8 @@ What is measured
     granted personalization: the gate checks consent, the handler reads the user's attributes and recent
     events, the gate releases the result field by field and appends a hash-chained audit entry.
   * ``record_event(user_id, event_type="view", item_id=<a catalog product>)``, purpose service: the event is
-    validated and stored, and realtime learning (``update_frequency: realtime``, the default) folds it into the
+    validated, its basis checked (the user granted personalization, which views are collected for) and stored,
+    and realtime learning (``update_frequency: realtime``, the default) folds it into the
     user's preferences, recomputes their vector and updates the similarity index within the call; then the
     audit entry. All of that is in the number.
   * Transports: ``inprocess`` is the SDK's in-memory ``Client(server)`` in this process (default mode "auto",

@@ -7,7 +7,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from . import categories as cat
 from .errors import InvalidArgument
+from .purposes import Collection
 
 MAX_PROPERTIES = 32
 MAX_PROPERTY_BYTES = 4096
@@ -19,26 +21,36 @@ class EventType:
     name: str
     description: str
     needs_item: bool
+    collected: Collection  # the purposes it is stored for (schema://profile)
     required: tuple[str, ...] = ()  # required property names
+    category: str = cat.BEHAVIOR  # what it is, as data: a caller stores only what it may see
 
+
+# Why each event is collected. Orders and returns are records of the contract; browsing signals are stored to
+# tailor the shop (personalization) or to profile (profiling), either consent will do; a mood check-in is
+# special-category data (health), stored only with explicit consent to wellbeing.
+ORDERS = Collection(("service",))
+BROWSING = Collection(("personalization", "profiling"))
+MOOD = Collection(("wellbeing",))
 
 EVENT_TYPES: dict[str, EventType] = {
     e.name: e
     for e in (
-        EventType("view", "Viewed an item's page.", True),
-        EventType("click", "Clicked an item in a list or message.", True),
-        EventType("add_to_cart", "Added an item to the cart.", True),
-        EventType("purchase", "Bought an item (properties: quantity, price).", True),
-        EventType("rating", "Rated an item (properties: rating 1-5).", True, ("rating",)),
-        EventType("return", "Returned a bought item.", True),
-        EventType("search", "Searched the catalog (properties: query).", False, ("query",)),
-        EventType("dwell", "Spent time on an item (properties: seconds).", True, ("seconds",)),
-        EventType("feature_use", "Used an app feature (properties: feature).", False, ("feature",)),
-        EventType("session", "Started a session (properties: channel).", False),
+        EventType("view", "Viewed an item's page.", True, BROWSING),
+        EventType("click", "Clicked an item in a list or message.", True, BROWSING),
+        EventType("add_to_cart", "Added an item to the cart.", True, BROWSING),
+        EventType("purchase", "Bought an item (properties: quantity, price).", True, ORDERS),
+        EventType("rating", "Rated an item (properties: rating 1-5).", True, BROWSING, ("rating",)),
+        EventType("return", "Returned a bought item.", True, ORDERS),
+        EventType("search", "Searched the catalog (properties: query).", False, BROWSING, ("query",)),
+        EventType("dwell", "Spent time on an item (properties: seconds).", True, BROWSING, ("seconds",)),
+        EventType("feature_use", "Used an app feature (properties: feature).", False, BROWSING, ("feature",)),
+        EventType("session", "Started a session (properties: channel).", False, BROWSING),
         EventType("mood_check_in", f"Checked in a mood (properties: mood in {', '.join(MOODS)}; intensity 1-5).",
-                  False, ("mood",)),
+                  False, MOOD, ("mood",), cat.EMOTIONAL),
     )
 }
+assert all(e.collected.fits(e.category) for e in EVENT_TYPES.values())
 
 
 @dataclass(frozen=True, slots=True)

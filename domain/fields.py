@@ -1,4 +1,4 @@
-"""The field catalog: every core profile field, its section, data category and value type.
+"""The field catalog: every core profile field, its section, data category, value type and what it is collected for.
 
 This table is data and the single source that the profile view, the gate, export and erasure work from; it is
 published as the ``schema://profile`` resource.
@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from . import categories as cat
+from .purposes import Collection
 
 ValueKind = Literal["text", "choice", "tags", "derived"]
 
@@ -32,6 +33,7 @@ class FieldSpec:
     category: str
     kind: ValueKind
     description: str
+    collected: Collection | None  # the purposes a written value is stored for; None: derived, never written
     choices: tuple[str, ...] = field(default=())
 
     @property
@@ -42,38 +44,54 @@ class FieldSpec:
 SECTIONS = ("identity", "demographics", "location", "communication", "psychographics", "preferences", "behavior",
             "emotional")
 
+# Why each attribute is collected. The contract covers addressing and reaching the person, their language and
+# how they want to be contacted, and a delivery address (precise location, which personalization may not use);
+# tailoring needs consent to personalization; psychographics are profiling.
+SERVICE = Collection(("service",))
+PERSONALIZATION = Collection(("personalization",))
+PROFILING = Collection(("profiling",))
+# A value written with source ``inferred:<model>`` was made by profiling: it needs this as well as its field's own.
+INFERENCE = Collection(("profiling",))
+
 FIELDS: tuple[FieldSpec, ...] = (
-    FieldSpec("display_name", "identity", cat.NAME, "text", "How the person wants to be addressed."),
-    FieldSpec("email", "identity", cat.CONTACT + ".email", "text", "Email address."),
-    FieldSpec("phone", "identity", cat.CONTACT + ".phone", "text", "Phone number."),
-    FieldSpec("age_band", "demographics", cat.DEMOGRAPHIC + ".age", "choice", "Age band.", AGE_BANDS),
+    FieldSpec("display_name", "identity", cat.NAME, "text", "How the person wants to be addressed.", SERVICE),
+    FieldSpec("email", "identity", cat.CONTACT + ".email", "text", "Email address.", SERVICE),
+    FieldSpec("phone", "identity", cat.CONTACT + ".phone", "text", "Phone number.", SERVICE),
+    FieldSpec("age_band", "demographics", cat.DEMOGRAPHIC + ".age", "choice", "Age band.", PERSONALIZATION,
+              AGE_BANDS),
     FieldSpec("language", "demographics", cat.DEMOGRAPHIC + ".language", "text",
-              "Preferred language as a BCP 47 tag, e.g. en-GB."),
+              "Preferred language as a BCP 47 tag, e.g. en-GB.", SERVICE),
     FieldSpec("cultural_background", "demographics", cat.DEMOGRAPHIC + ".cultural_background", "tags",
-              "Cultural background as the person describes it."),
-    FieldSpec("country", "location", cat.LOCATION + ".country", "text", "Country, ISO 3166-1 alpha-2."),
-    FieldSpec("region", "location", cat.LOCATION + ".region", "text", "Region or state."),
-    FieldSpec("city", "location", cat.LOCATION + ".precise", "text", "City (precise location)."),
-    FieldSpec("postal_code", "location", cat.LOCATION + ".precise", "text", "Postal code (precise location)."),
+              "Cultural background as the person describes it.", PERSONALIZATION),
+    FieldSpec("country", "location", cat.LOCATION + ".country", "text", "Country, ISO 3166-1 alpha-2.",
+              PERSONALIZATION),
+    FieldSpec("region", "location", cat.LOCATION + ".region", "text", "Region or state.", PERSONALIZATION),
+    FieldSpec("city", "location", cat.LOCATION + ".precise", "text", "City (precise location).", SERVICE),
+    FieldSpec("postal_code", "location", cat.LOCATION + ".precise", "text", "Postal code (precise location).",
+              SERVICE),
     FieldSpec("preferred_channel", "communication", cat.PREFERENCE + ".communication", "choice",
-              "Channel the person prefers to be reached on.", CHANNELS),
+              "Channel the person prefers to be reached on.", SERVICE, CHANNELS),
     FieldSpec("contact_frequency", "communication", cat.PREFERENCE + ".communication", "choice",
-              "How often the person wants to hear from the brand.", FREQUENCIES),
+              "How often the person wants to hear from the brand.", SERVICE, FREQUENCIES),
     FieldSpec("interaction_style", "communication", cat.PREFERENCE + ".communication", "choice",
-              "How the person likes an assistant to talk.", STYLES),
-    FieldSpec("enneagram", "psychographics", cat.PSYCHOGRAPHIC, "choice", "Enneagram type.", ENNEAGRAM),
-    FieldSpec("mbti", "psychographics", cat.PSYCHOGRAPHIC, "choice", "MBTI type.", MBTI),
-    FieldSpec("values", "psychographics", cat.PSYCHOGRAPHIC, "tags", "Values the person holds, e.g. sustainability."),
-    FieldSpec("interests", "psychographics", cat.PSYCHOGRAPHIC, "tags", "Interests, e.g. yoga, cooking."),
-    FieldSpec("lifestyle", "psychographics", cat.PSYCHOGRAPHIC, "tags", "Lifestyle, e.g. night owl, traveller."),
+              "How the person likes an assistant to talk.", SERVICE, STYLES),
+    FieldSpec("enneagram", "psychographics", cat.PSYCHOGRAPHIC, "choice", "Enneagram type.", PROFILING, ENNEAGRAM),
+    FieldSpec("mbti", "psychographics", cat.PSYCHOGRAPHIC, "choice", "MBTI type.", PROFILING, MBTI),
+    FieldSpec("values", "psychographics", cat.PSYCHOGRAPHIC, "tags", "Values the person holds, e.g. sustainability.",
+              PROFILING),
+    FieldSpec("interests", "psychographics", cat.PSYCHOGRAPHIC, "tags", "Interests, e.g. yoga, cooking.",
+              PROFILING),
+    FieldSpec("lifestyle", "psychographics", cat.PSYCHOGRAPHIC, "tags", "Lifestyle, e.g. night owl, traveller.",
+              PROFILING),
     FieldSpec("likes", "preferences", cat.STATED_PREFERENCE, "tags",
-              "What the person says they like: scent notes, families, moods, product types."),
-    FieldSpec("dislikes", "preferences", cat.STATED_PREFERENCE, "tags", "What the person says they dislike."),
+              "What the person says they like: scent notes, families, moods, product types.", PERSONALIZATION),
+    FieldSpec("dislikes", "preferences", cat.STATED_PREFERENCE, "tags", "What the person says they dislike.",
+              PERSONALIZATION),
     # Derived from behavioural events; read-only.
     FieldSpec("behavior", "behavior", cat.BEHAVIOR, "derived",
-              "Behaviour summary: event counts, purchases, active hours and weekdays, recent items."),
+              "Behaviour summary: event counts, purchases, active hours and weekdays, recent items.", None),
     FieldSpec("emotional", "emotional", cat.EMOTIONAL, "derived",
-              "Emotional patterns from mood check-ins (sensitive)."),
+              "Emotional patterns from mood check-ins (sensitive).", None),
 )
 
 BY_NAME: dict[str, FieldSpec] = {f.name: f for f in FIELDS}
@@ -86,3 +104,5 @@ def in_section(section: str) -> tuple[FieldSpec, ...]:
 # Sections of stated attributes (the others hold one pattern derived from events).
 ATTRIBUTE_SECTIONS = tuple(s for s in SECTIONS if all(f.kind != "derived" for f in in_section(s)))
 assert set(SECTIONS) == {f.section for f in FIELDS}
+assert all((f.collected is None) == (f.kind == "derived") for f in FIELDS)
+assert all(f.collected is None or f.collected.fits(f.category) for f in FIELDS) and INFERENCE.fits(cat.INFERRED)

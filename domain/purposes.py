@@ -1,6 +1,8 @@
-"""The closed set of purposes: what each may use and on what legal basis.
+"""The closed set of purposes: what each may use and on what legal basis; and what data is collected for.
 
-This table is the purposes policy; it is published as the ``policy://purposes`` resource.
+This table is the purposes policy; it is published as the ``policy://purposes`` resource. Each event type and
+writable attribute declares its ``Collection`` beside its definition (``domain/events.py``, ``domain/fields.py``);
+that table is published in ``schema://profile``.
 """
 
 from __future__ import annotations
@@ -82,3 +84,25 @@ PURPOSES: dict[str, Purpose] = {
 
 PURPOSE_NAMES = tuple(PURPOSES)
 CONSENT_PURPOSES = tuple(name for name, p in PURPOSES.items() if p.needs_consent)
+
+
+@dataclass(frozen=True, slots=True)
+class Collection:
+    """What a kind of data is collected (stored) for: any one of ``purposes`` is a basis to store it, when the
+    caller acts for that purpose and the user consents to it (or it rests on the contract)."""
+
+    purposes: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        bases = {PURPOSES[p].basis for p in self.purposes}  # a KeyError names an unknown purpose
+        assert self.purposes and len(bases) == 1, f"{self.purposes}: one or more purposes on one legal basis"
+
+    @property
+    def basis(self) -> Basis:
+        return PURPOSES[self.purposes[0]].basis
+
+    def fits(self, category: str) -> bool:
+        """Consent is asked only for what the purpose uses: a consent-based collection purpose may use the
+        category it collects. The contract keeps what running the service needs (contact details, orders, a
+        delivery address), whether or not a read for it discloses them."""
+        return self.basis == "contract" or all(PURPOSES[p].may_use(category) for p in self.purposes)

@@ -11,6 +11,11 @@ age band, communication preferences, psychographics, name and email) carry prove
 history (grants, denials, withdrawals, expiring grants, sale opt-outs); habits (active hours, weekdays, devices)
 differ per user; wellbeing users check in their moods, but only while they consent to it.
 
+What the population holds is lawful by the server's own table (``schema://profile``): every event and attribute
+is kept only if its collection basis held when it happened (a view while the user consented to personalization or
+profiling, a purchase always, a stated like while personalization was granted). What a person did without a basis
+was never stored.
+
 ``load_demo`` bulk-loads it through the store's port (``import_subjects``) in transactions of a few thousand
 users.
 """
@@ -21,6 +26,7 @@ import math
 import random
 import unicodedata
 import zlib
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -31,11 +37,13 @@ from typing import Any
 import numpy as np
 
 from ..domain.catalog import Item
-from ..domain.consent import ConsentRecord, ConsentState
+from ..domain.consent import ConsentRecord, ConsentState, fold
 from ..domain.errors import Conflict
-from ..domain.events import MOODS, Event
+from ..domain.events import EVENT_TYPES, MOODS, Event
+from ..domain.fields import BY_NAME, INFERENCE
 from ..domain.ports import Repositories, Store
 from ..domain.profiles import Attribute, NewSubject
+from ..domain.purposes import Collection
 
 DAY = 86_400
 WINDOW_DAYS = 180  # behavioural history reaches this far back from ``now``
@@ -515,7 +523,25 @@ def _make_user(index: int, seed: int, now_s: int, cat: _CatalogIndex) -> DemoUse
     for start, end in wellbeing_periods:  # [start, end): a withdrawal or expiry at ``end`` already applies
         events.extend(_mood_check_ins(rng, user_id, max(start, window_start), end - 1, timeline))
     events.sort(key=lambda e: e.occurred_at)
+    events, attributes = _lawful(user_id, consents, events, attributes)
     return DemoUser(user_id, attributes, events, consents, _dt(signup))
+
+
+def _lawful(user_id: str, consents: list[ConsentRecord], events: list[Event], attributes: list[Attribute]
+            ) -> tuple[list[Event], list[Attribute]]:
+    """The events and attributes whose collection basis held when they happened: what the server would have
+    stored had it seen them live (``record_events`` and ``update_profile`` apply the same table)."""
+    times = [c.recorded_at for c in consents]
+    ledgers = [fold(user_id, consents[:i]) for i in range(len(consents) + 1)]  # the ledger after each record
+
+    def held(collected: Collection | None, at: datetime) -> bool:
+        ledger = ledgers[bisect_right(times, at)]
+        return collected is not None and any(ledger.decide(p, at).allowed for p in collected.purposes)
+
+    kept_events = [e for e in events if held(EVENT_TYPES[e.event_type].collected, e.occurred_at)]
+    kept_attributes = [a for a in attributes if held(BY_NAME[a.field].collected, a.observed_at)
+                       and (not a.source.startswith("inferred:") or held(INFERENCE, a.observed_at))]
+    return kept_events, kept_attributes
 
 
 def _consents(rng: random.Random, user_id: str, signup: int, now_s: int, stance: str, country: str, region: str,

@@ -4,6 +4,9 @@ A preference is a weight on an attribute token (``note:lavender``, ``family:wood
 of decayed signals, ``w(T) = sum_i s_i * 2 ** (-(T - t_i) / half_life)``, so the order in which signals arrive
 does not change the result: applying them one by one (realtime) or all at once (batch) ends in the same state.
 Explicit statements ("likes lavender") are kept apart and outrank what was inferred.
+
+Learning is itself processing for a purpose: a user's signals are learned from only while they consent to
+``LEARNING`` (a purchase is stored under the contract; learning a taste from it is personalization or profiling).
 """
 
 from __future__ import annotations
@@ -20,7 +23,11 @@ from ..domain.events import Event
 # The record lives in the domain (storage reads and writes it); the math on it lives here.
 from ..domain.preferences import ITEM_FACET, Preference, decay
 from ..domain.profiles import Attribute, winning
+from ..domain.purposes import Collection
 from .catalog import Catalog
+
+# The purposes preferences are learned for: consent to either lets a user's signals be learned from.
+LEARNING = Collection(("personalization", "profiling"))
 
 # Signal strength per event type, spread over the item's tokens. Negative values are negative signals.
 EVENT_WEIGHTS: Mapping[str, float] = {
@@ -32,6 +39,8 @@ EVENT_WEIGHTS: Mapping[str, float] = {
     "dwell": 0.05,  # per 30 seconds, up to DWELL_CAP
     "search": 0.3,  # on the tokens the query names
 }
+# The event types that give a preference signal: the weighted ones and ratings.
+LEARNED_EVENTS = frozenset(EVENT_WEIGHTS) | {"rating"}
 DWELL_CAP = 0.3
 RATING_SCALE = 1.0  # a rating r in 1..5 gives (r - 3) / 2 * RATING_SCALE: 5 -> +1, 1 -> -1
 EXPLICIT_WEIGHT = 1.0

@@ -205,7 +205,8 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> Runtime:
             if close is not None:
                 await close()
         raise
-    learner = PreferenceLearner(catalog, half_life_days=half_life, realtime=profiling.update_frequency == "realtime")
+    learner = PreferenceLearner(catalog, clock, half_life_days=half_life,
+                                realtime=profiling.update_frequency == "realtime")
     usecases = UseCases(
         profiles=Profiles(store, learner, upkeep),
         events=Events(store, profiling.retention_days, learner, upkeep),

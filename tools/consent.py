@@ -33,5 +33,6 @@ async def record_consent(
     evidence: Annotated[str | None, Field(max_length=MAX_EVIDENCE, description="What the user was shown and said; "
                                           "required to grant wellbeing.")] = None,
 ) -> ConsentView:
-    """Record the user's consent choice for a purpose in the append-only ledger."""
+    """Record the user's consent choice for a purpose in the append-only ledger. A grant only for a purpose this
+    caller acts for (a privacy officer: any purpose); a denial or withdrawal for any purpose."""
     return await scope.app.consents.record(scope.access, user_id, purpose, granted, source, expires_at, evidence)

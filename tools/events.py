@@ -37,7 +37,10 @@ async def record_event(
     properties: Properties = None,
     occurred_at: OccurredAt = None,
 ) -> EventsRecorded:
-    """Record one behavioural signal (view, purchase, rating, mood check-in, ...)."""
+    """Record one behavioural signal (view, purchase, rating, mood check-in, ...). Each event type is collected
+    for purposes (schema://profile): this caller must act for one and see its data category, and the user consent
+    to it (a purchase or return rests on the contract); otherwise nothing is stored and the error names the consent
+    to ask for. Learning from it needs consent to personalization or profiling."""
     event = EventInput(user_id, event_type, item_id, properties, occurred_at)
     return await scope.app.events.record(scope.access, [event])
 
@@ -47,6 +50,7 @@ async def record_events(
     scope: Scope,
     events: Annotated[list[EventIn], Field(description=f"The events; at most {MAX_BATCH}.")],
 ) -> EventsRecorded:
-    """Record a batch of behavioural signals, all or none."""
+    """Record a batch of behavioural signals, all or none: one invalid event, or one without a basis (see
+    record_event and schema://profile), refuses the whole batch and nothing is stored."""
     batch = [EventInput(e.user_id, e.event_type, e.item_id, e.properties, e.occurred_at) for e in events]
     return await scope.app.events.record(scope.access, batch)

@@ -38,5 +38,8 @@ async def update_profile(
                                               "by default.")] = None,
     create: Annotated[bool, Field(description="Create the profile if it does not exist.")] = False,
 ) -> ProfileUpdate:
-    """Write profile attributes with their provenance; explicit input outranks inferred data."""
+    """Write profile attributes with their provenance; explicit input outranks inferred data. Each attribute is
+    collected for a purpose (schema://profile): this caller must act for it and see its category, and the user
+    consent to it (identity, language, communication and delivery address rest on the contract); an inferred:<model>
+    source needs profiling too. Otherwise nothing is written and the error names the consent to ask for."""
     return await scope.app.profiles.update(scope.access, user_id, attributes, source, confidence, create)

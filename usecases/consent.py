@@ -1,11 +1,16 @@
-"""The consent ledger: read decisions and history, record grants, denials and withdrawals."""
+"""The consent ledger: read decisions and history, record grants, denials and withdrawals.
+
+A caller records a grant only for a purpose it acts for, or holds the ``privacy_officer`` role (choices the user
+makes through the privacy office, by letter or email). A denial or withdrawal any writer may record: saying no
+must be as easy as saying yes, wherever the user says it.
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from ..domain.consent import SALE_OPT_OUT_SOURCES, ConsentDecision, ConsentRecord, ConsentState
-from ..domain.errors import InvalidArgument, UnknownUser
+from ..domain.errors import InvalidArgument, NotPermitted, UnknownUser
 from ..domain.limits import MAX_EVIDENCE, MAX_SOURCE
 from ..domain.ports import Store
 from ..domain.purposes import CONSENT_PURPOSES, PURPOSES
@@ -66,6 +71,13 @@ class Consents:
         if not spec.needs_consent:
             raise InvalidArgument(f"Purpose {purpose!r} rests on the contract and takes no consent record.",
                                   f"Consent-based purposes: {', '.join(CONSENT_PURPOSES)}.")
+        caller = access.caller
+        if granted and purpose not in caller.purposes and "privacy_officer" not in caller.roles:
+            raise NotPermitted(
+                f"Caller {caller.name!r} may not record a grant of {purpose!r}: it does not act for that purpose. "
+                "Nothing was recorded.",
+                f"Its purposes: {', '.join(sorted(caller.purposes))}. A grant is recorded by a caller that acts for "
+                "the purpose or by a privacy officer; a refusal or withdrawal, by any writer.")
         source = source.strip()
         if not source or len(source) > MAX_SOURCE:
             raise InvalidArgument(f"source must name where the consent came from (1 to {MAX_SOURCE} characters).",

@@ -1,4 +1,5 @@
-"""Recording behavioural events: validated as a whole, written in one transaction or not at all."""
+"""Recording behavioural events: validated as a whole, each with a basis (``usecases/collection.py``), written in
+one transaction or not at all."""
 
 from __future__ import annotations
 
@@ -15,11 +16,13 @@ from ..domain.ports import Store
 from ..domain.text import all_storable, is_storable
 from ..domain.timestamps import parse_timestamp
 from ..privacy.gate import Access
+from .collection import Need, permitted, require_consent
 from .learning import PreferenceLearner
 from .vectors import IndexUpkeep
 from .views import EventsRecorded
 
 CLOCK_SKEW = timedelta(minutes=5)
+NEEDS = {name: Need(f"a {name!r} event", spec.collected, spec.category) for name, spec in EVENT_TYPES.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,9 +87,9 @@ class Events:
         if len(raw) > MAX_BATCH:
             raise InvalidArgument(f"At most {MAX_BATCH} events per call; got {len(raw)}.",
                                   f"Split the batch into calls of {MAX_BATCH} or fewer.")
-        many = len(raw) > 1
-        events = [validate(e, access.now, self.retention_days, f"events[{i}]: " if many else "")
-                  for i, e in enumerate(raw)]
+        where = [f"events[{i}]: " if len(raw) > 1 else "" for i in range(len(raw))]
+        events = [validate(e, access.now, self.retention_days, w) for e, w in zip(raw, where, strict=True)]
+        writes = [permitted(access, e.user_id, NEEDS[e.event_type], w) for e, w in zip(events, where, strict=True)]
         async with self.store.write() as repo:
             users = {e.user_id for e in events}
             missing = users - await repo.existing_profiles(sorted(users))
@@ -97,6 +100,7 @@ class Events:
             if unknown:
                 raise UnknownItem(f"Unknown item_id {sorted(unknown)[0]!r}.",
                                   "Record events only for items in the catalog.")
+            await require_consent(repo, access, writes)  # one event without a basis refuses the batch
             ids = await repo.add_events(events, access.now)
             learning = await self.learner.on_events(repo, ids, events)
         if learning == "applied":

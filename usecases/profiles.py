@@ -1,4 +1,5 @@
-"""Reading the gated profile view and writing attributes with provenance."""
+"""Reading the gated profile view and writing attributes with provenance, each with a basis
+(``usecases/collection.py``)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,15 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ..domain import categories as cat
 from ..domain.errors import InvalidArgument, UnknownUser
 from ..domain.events import summarize_behavior, summarize_emotions
-from ..domain.fields import SECTIONS, in_section
+from ..domain.fields import FIELDS, INFERENCE, SECTIONS, in_section
 from ..domain.limits import MAX_ATTRIBUTES
 from ..domain.ports import Store
 from ..domain.profiles import Attribute, check_source, coerce_value, winning
 from ..privacy.gate import Access
+from .collection import Need, permitted, require_consent
 from .learning import PreferenceLearner
 from .vectors import IndexUpkeep
 from .views import (
@@ -27,6 +30,7 @@ from .views import (
 
 SECTION_CATEGORIES = {s: tuple({f.category for f in in_section(s)}) for s in SECTIONS}
 RECENT_WINDOW = 500  # events the behaviour patterns are read from
+NEEDS = {f.name: Need(f"attribute {f.name!r}", f.collected, f.category) for f in FIELDS if f.collected is not None}
 
 
 class Profiles:
@@ -110,13 +114,17 @@ class Profiles:
             raise InvalidArgument("confidence must be between 0 and 1.")
         values = [Attribute(name, coerce_value(name, raw), source, confidence, access.now)
                   for name, raw in attributes.items()]
+        writes = [permitted(access, user_id, NEEDS[name]) for name in attributes]
+        if source.startswith("inferred:"):
+            writes.append(permitted(access, user_id, Need(f"an inferred value (source {source!r})", INFERENCE,
+                                                          cat.INFERRED)))
         async with self.store.write() as repo:
-            created = False
-            if not await repo.profile_exists(user_id):
-                if not create:
-                    raise UnknownUser(user_id)
+            created = not await repo.profile_exists(user_id)
+            if created and not create:
+                raise UnknownUser(user_id)
+            await require_consent(repo, access, writes)  # a new profile has no consent yet: contract data only
+            if created:
                 await repo.create_profile(user_id, access.now)
-                created = True
             await repo.put_attributes(user_id, values)
             stated = source == "explicit" and bool({"likes", "dislikes"} & set(attributes))
             if stated:

@@ -23,24 +23,26 @@ class LearningRuns:
         self.model = model
 
     async def learn(self) -> int:
-        """Apply every queued signal; returns how many events were applied."""
+        """Apply every queued signal; returns how many events were applied. A signal of a user who no longer
+        consents to learning is taken off the queue unlearned (a relearn picks it up if they consent again)."""
         applied = 0
         while True:
             async with self.store.write() as repo:
                 batch = await repo.pending_events(PAGE)
                 if not batch:
                     break
-                users = await self.learner.apply(repo, batch)
+                learned = await self.learner.apply(repo, batch)
                 await repo.dequeue_events([i for i, _ in batch])
-            await self.upkeep.refresh(users)
-            applied += len(batch)
+            await self.upkeep.refresh({e.user_id for _, e in learned})
+            applied += len(learned)
         return applied
 
     async def relearn(self) -> int:
         """Recompute every implicit weight from the stored events, then refresh vectors and the index.
 
         For data that arrived around the learning path (a bulk load) or after the event weights changed; any
-        queued events are applied on the way. Returns how many users were processed.
+        queued events are applied on the way. Only the users who consent to learning now keep implicit weights.
+        Returns how many users were processed.
         """
         total, after = 0, ""
         while True:

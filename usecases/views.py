@@ -115,6 +115,12 @@ class ConsentLedgerView(GatedResult):
     history: list[ConsentEntry] | None = disclosed(cat.CONSENT, "Every consent record, oldest first.")
 
 
+class CollectionView(BaseModel):
+    purposes: list[str] = Field(description="Any one of them is a basis: the caller acts for it, the user "
+                                "consents to it (or it rests on the contract).")
+    basis: str = Field(description="Their legal basis: contract, consent or explicit_consent.")
+
+
 class FieldView(BaseModel):
     name: str
     section: str
@@ -123,10 +129,26 @@ class FieldView(BaseModel):
     description: str
     choices: list[str] = Field(default_factory=list)
     direct_identifier: bool
+    collected: CollectionView | None = Field(None, description="What a written value is stored for; absent for "
+                                             "fields derived from events, which are never written.")
+
+
+class EventTypeView(BaseModel):
+    name: str
+    description: str
+    category: str
+    collected: CollectionView = Field(description="What the event is stored for.")
+    learned: CollectionView | None = Field(None, description="What preferences are learned from it for; absent "
+                                           "when it gives no preference signal.")
 
 
 class FieldCatalogView(GatedResult):
-    fields: list[FieldView] = public("Every profile field with its section, data category and value type.")
+    fields: list[FieldView] = public("Every profile field with its section, data category, value type and what it "
+                                     "is collected for.")
+    events: list[EventTypeView] = public("Every event type with its data category and what it is collected and "
+                                         "learned from for.")
+    inferred: CollectionView = public("What a value written with source inferred:<model> needs as well as its "
+                                      "field's own collection.")
     categories: list[str] = public("The data categories; a grant of one covers those below it.")
 
 

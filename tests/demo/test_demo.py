@@ -19,8 +19,10 @@ import sqlalchemy as sa
 
 from mnky_profiles.domain.consent import SALE_OPT_OUT_SOURCES, fold
 from mnky_profiles.domain.errors import Conflict
+from mnky_profiles.domain.events import EVENT_TYPES
+from mnky_profiles.domain.fields import BY_NAME, INFERENCE
 from mnky_profiles.domain.profiles import check_source, coerce_value
-from mnky_profiles.domain.purposes import CONSENT_PURPOSES
+from mnky_profiles.domain.purposes import CONSENT_PURPOSES, Collection
 from mnky_profiles.examples.demo import (
     FAMILIES,
     PRICE_BANDS,
@@ -183,6 +185,24 @@ def test_mood_check_ins_only_while_wellbeing_is_granted() -> None:
             current = fold(user.user_id, [c for c in history if c.recorded_at <= at])
             assert current.decide("wellbeing", at).allowed, (user.user_id, at)
     assert checked_in > 0
+
+
+def test_every_record_had_its_basis_when_it_happened() -> None:
+    """What the demo holds is what the server would have stored live: each event and attribute only while the
+    user consented to a purpose it is collected for, or the contract covered it (schema://profile)."""
+    def basis(user: DemoUser, collected: Collection | None, at: datetime) -> bool:
+        ledger = fold(user.user_id, [c for c in user.consents if c.recorded_at <= at])
+        return collected is not None and any(ledger.decide(p, at).allowed for p in collected.purposes)
+
+    contract_only = 0
+    for user in POPULATION:
+        for e in user.events:
+            assert basis(user, EVENT_TYPES[e.event_type].collected, e.occurred_at), (user.user_id, e)
+        for a in user.attributes:
+            assert basis(user, BY_NAME[a.field].collected, a.observed_at), (user.user_id, a)
+            assert not a.source.startswith("inferred:") or basis(user, INFERENCE, a.observed_at), (user.user_id, a)
+        contract_only += bool(user.events) and all(e.event_type in ("purchase", "return") for e in user.events)
+    assert contract_only  # people who never agreed to more still bought things: the contract keeps their orders
 
 
 def test_behaviour_follows_taste_and_a_funnel() -> None:

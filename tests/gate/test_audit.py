@@ -48,11 +48,12 @@ VALUES = ("Ana Marker-Value", "ana.marker@mail.example", "+351-999-marker", "lav
 async def seed(world: World) -> None:
     async with connect(world.server("privacy-officer")) as c:
         result = await c.call_tool("update_profile", {"user_id": USER, "create": True, "attributes": {
-            "display_name": VALUES[0], "email": VALUES[1], "phone": VALUES[2], "likes": [VALUES[3]],
-            "city": VALUES[4]}})
+            "display_name": VALUES[0], "email": VALUES[1], "phone": VALUES[2], "city": VALUES[4]}})
         assert not result.is_error
         result = await c.call_tool("record_consent", {"user_id": USER, "purpose": "personalization",
                                                       "granted": True, "source": "web", "evidence": VALUES[0]})
+        assert not result.is_error
+        result = await c.call_tool("update_profile", {"user_id": USER, "attributes": {"likes": [VALUES[3]]}})
         assert not result.is_error
 
 

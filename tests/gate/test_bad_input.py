@@ -249,10 +249,13 @@ def looks_like_a_traceback(text: str) -> bool:
 async def seed(world: World) -> None:
     async with connect(world.server("privacy-officer")) as c:
         result = await c.call_tool("update_profile", {"user_id": USER, "create": True, "attributes": {
-            "display_name": "Ana", "language": "pt-PT", "likes": ["lavender"]}})
+            "display_name": "Ana", "language": "pt-PT"}})
         assert not result.is_error
-        result = await c.call_tool("record_consent", {"user_id": USER, "purpose": "marketing", "granted": True,
-                                                      "source": "web"})
+        for purpose in ("marketing", "personalization"):  # stated likes and viewed items are personalization's
+            result = await c.call_tool("record_consent", {"user_id": USER, "purpose": purpose, "granted": True,
+                                                          "source": "web"})
+            assert not result.is_error
+        result = await c.call_tool("update_profile", {"user_id": USER, "attributes": {"likes": ["lavender"]}})
         assert not result.is_error
 
 

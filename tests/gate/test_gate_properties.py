@@ -25,6 +25,7 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from mnky_profiles.domain.audit import AuditEntry
+from mnky_profiles.domain.callers import Caller
 from mnky_profiles.domain.fields import SECTIONS
 from mnky_profiles.domain.purposes import CONSENT_PURPOSES, PURPOSE_NAMES, PURPOSES, Purpose
 from mnky_profiles.privacy.surface import Handler
@@ -184,9 +185,29 @@ class Expected:
                   and (handler.purpose is not None or any(covered(caller.categories, c) or covered([c], g)
                                                           for c in purpose.uses for g in caller.categories))
                   and caller.subject in (None, user.user_id)
-                  and purpose.individual and user.consented(purpose.name))
+                  and purpose.individual and user.consented(purpose.name)
+                  and may_store(caller, user, call))
         return cls(handler, purpose, rule, passes,
                    f"{handler.action} as {caller} for {purpose.name}, consents {user.consents}")
+
+
+# The spec's collection rule for the writes the property makes: what each stores is collected for these purposes
+# (any one will do) and is of this category. The caller must act for one the user consents to (the contract needs
+# none) and may see the category.
+COLLECTED = {
+    "record_event": (("personalization", "profiling"), "user.behavior"),  # a view
+    "update_profile": (("service",), "user.preference.communication"),  # interaction_style
+}
+
+
+def may_store(caller: Caller, user: MarkedUser, call: Call) -> bool:
+    if call.name == "record_consent":  # a grant only for a purpose the caller acts for, or by a privacy officer
+        return (not call.arguments["granted"] or call.arguments["purpose"] in caller.purposes
+                or "privacy_officer" in caller.roles)
+    if call.name not in COLLECTED:
+        return True
+    purposes, category = COLLECTED[call.name]
+    return covered(caller.categories, category) and any(p in caller.purposes and user.consented(p) for p in purposes)
 
 
 async def check_call(world: World, client: Client, user: MarkedUser, call: Call,
@@ -355,13 +376,16 @@ async def test_nothing_leaves_that_the_gate_does_not_allow(
 
 
 async def seed(world: World, user_id: str = "u1", consent: tuple[str, ...] = ()) -> None:
+    """The contract's data, grants of ``consent``, and with personalization among them what it collects."""
     async with connect(world.server("privacy-officer")) as c:
         await call(c, "update_profile", user_id=user_id, create=True, attributes={
-            "display_name": "Ana Marker", "email": "ana@example.org", "language": "pt-PT",
-            "likes": ["lavender-marker"], "country": "PT", "age_band": "25-34"})
+            "display_name": "Ana Marker", "email": "ana@example.org", "language": "pt-PT"})
         for purpose in consent:
             await call(c, "record_consent", user_id=user_id, purpose=purpose, granted=True, source="test",
                           evidence="said yes in chat")
+        if "personalization" in consent:
+            await call(c, "update_profile", user_id=user_id, attributes={
+                "likes": ["lavender-marker"], "country": "PT", "age_band": "25-34"})
 
 
 async def test_no_consent_record_means_no_consent_for_every_consent_purpose(world: World) -> None:

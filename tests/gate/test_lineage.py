@@ -35,10 +35,11 @@ pytestmark = pytest.mark.anyio
 
 
 async def person(c: Client, user_id: str, *, likes: list[str] | None = None, bought: tuple[str, ...] = ()) -> None:
-    await call(c, "update_profile", user_id=user_id, create=True,
-               attributes={"likes": likes} if likes else {"language": "en"})
+    await call(c, "update_profile", user_id=user_id, create=True, attributes={"language": "en"})
     for purpose in PURPOSES:
         await call(c, "record_consent", user_id=user_id, purpose=purpose, granted=True, source="test")
+    if likes:  # stated likes are collected for personalization: after the consent to it
+        await call(c, "update_profile", user_id=user_id, attributes={"likes": likes})
     for item in bought:
         await call(c, "record_event", user_id=user_id, event_type="purchase", item_id=item)
 

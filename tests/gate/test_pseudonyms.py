@@ -51,7 +51,8 @@ async def population(backend: str, tmp_path: Path, clock: FakeClock) -> AsyncIte
         async with connect(world.server("privacy-officer")) as c:
             for user_id, likes in LIKES.items():
                 await call(c, "update_profile", user_id=user_id, create=True, attributes={"language": "en"})
-                await call(c, "record_consent", user_id=user_id, purpose="profiling", granted=True, source="test")
+                for purpose in ("profiling", "personalization"):  # stated likes are collected for personalization
+                    await call(c, "record_consent", user_id=user_id, purpose=purpose, granted=True, source="test")
                 await call(c, "update_profile", user_id=user_id, attributes={"likes": likes})
         yield world
 

@@ -21,9 +21,12 @@ pytestmark = pytest.mark.anyio
 
 async def make_user(c: Any, user_id: str, purposes: tuple[str, ...] = ("personalization", "recommendation",
                                                                      "profiling"), **attributes: Any) -> None:
-    await call(c, "update_profile", user_id=user_id, create=True, attributes=attributes or {"language": "en"})
+    """A user who grants ``purposes``, then states ``attributes`` (likes are collected for personalization)."""
+    await call(c, "update_profile", user_id=user_id, create=True, attributes={"language": "en"})
     for purpose in purposes:
         await call(c, "record_consent", user_id=user_id, purpose=purpose, granted=True, source="test")
+    if attributes:
+        await call(c, "update_profile", user_id=user_id, attributes=attributes)
 
 
 def weights(view: dict[str, Any]) -> dict[tuple[str, str], float]:

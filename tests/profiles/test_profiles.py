@@ -28,7 +28,7 @@ async def test_profile_round_trip_with_provenance(world: World, mode: str) -> No
 
 
 async def test_explicit_outranks_inferred(world: World) -> None:
-    await seed_user(world, consent=("personalization",))
+    await seed_user(world, consent=("personalization", "profiling"))  # the model's inference is profiling
     async with world.client("privacy-officer") as c:
         await call(c, "update_profile", user_id="u1", attributes={"likes": ["oud"]}, source="inferred:model-a",
                    confidence=0.9)

@@ -29,9 +29,10 @@ HOLDERS = ["audit_log", "similarity_index", "database", "pseudonym_cache", "shar
 
 async def seed(c: Any, user_id: str, marker: str) -> None:
     await call(c, "update_profile", user_id=user_id, create=True, attributes={
-        "display_name": f"{marker} name", "email": f"{marker}@example.org", "likes": ["vanilla", f"{marker}-tag"]})
+        "display_name": f"{marker} name", "email": f"{marker}@example.org"})
     for purpose in ("personalization", "recommendation", "profiling"):
         await call(c, "record_consent", user_id=user_id, purpose=purpose, granted=True, source="test")
+    await call(c, "update_profile", user_id=user_id, attributes={"likes": ["vanilla", f"{marker}-tag"]})
     await call(c, "record_consent", user_id=user_id, purpose="wellbeing", granted=True, source="test",
                evidence=f"{marker} agreed in chat")
     await call(c, "record_event", user_id=user_id, event_type="purchase", item_id="candle-lavender")

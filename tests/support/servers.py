@@ -29,6 +29,8 @@ from mcp.client.streamable_http import streamable_http_client
 
 from mnky_profiles.server.settings import DEFAULT_CONFIG
 
+from .clients import call
+
 START_TIMEOUT = 60.0  # seconds; the machine may be busy
 CLI_TIMEOUT = 120.0
 READ_TIMEOUT = 60.0  # per MCP request: a server that stops answering fails the test instead of hanging it
@@ -42,8 +44,20 @@ COMPANION = {
     "subject": "u1",
 }
 
-ANA = {"display_name": "Ana", "email": "ana@example.org", "language": "en-GB", "likes": ["lavender"]}
-BEN = {"display_name": "Ben", "email": "ben@example.org", "language": "pt-PT", "likes": ["oud"]}
+# Two people as the contract knows them (what a caller acting for service alone may store), and the taste each
+# states, collected for personalization: stored only with that consent, by a caller that acts for it.
+ANA = {"display_name": "Ana", "email": "ana@example.org", "language": "en-GB"}
+BEN = {"display_name": "Ben", "email": "ben@example.org", "language": "pt-PT"}
+LIKES = {"Ana": ["lavender"], "Ben": ["oud"]}
+
+
+async def make_person(client: Client, user_id: str, person: dict[str, Any]) -> None:
+    """The person's profile, their consent to personalization, and the taste they state (as a privacy officer,
+    or any caller that acts for service and personalization and may see what it stores)."""
+    await call(client, "update_profile", user_id=user_id, create=True, attributes=person)
+    await call(client, "record_consent", user_id=user_id, purpose="personalization", granted=True,
+               source="web:preferences-page")
+    await call(client, "update_profile", user_id=user_id, attributes={"likes": LIKES[person["display_name"]]})
 
 
 def sha256(token: str) -> str:

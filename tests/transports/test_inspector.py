@@ -19,6 +19,7 @@ from ..support.servers import (
     connect,
     console_script,
     http_server,
+    make_person,
     passthrough_env,
     stdio_params,
     write_config,
@@ -84,11 +85,12 @@ def test_inspector_lists_tools_over_stdio(inspector: Inspector, tmp_path: Path) 
 
 def test_inspector_calls_get_profile_over_stdio(inspector: Inspector, tmp_path: Path) -> None:
     config = write_config(tmp_path, local_caller="support-assistant")
+    # Ana's taste is stored by a caller that acts for personalization, over stdio on the same data.
+    officer = write_config(tmp_path, local_caller="privacy-officer", name="officer.yaml")
 
     async def seed() -> None:  # the SDK's client waits for its server to exit, which frees the data for the next
-        async with connect(stdio_params(config)) as client:
-            result = await client.call_tool("update_profile", {"user_id": "u1", "create": True, "attributes": ANA})
-            assert not result.is_error, result.content
+        async with connect(stdio_params(officer)) as client:
+            await make_person(client, "u1", ANA)
 
     anyio.run(seed)
     view = inspector.json("--method", "tools/call", "--tool-name", "get_profile",
@@ -107,6 +109,11 @@ def server(tmp_path_factory: pytest.TempPathFactory, inspector: Inspector) -> It
                                  json.dumps({"user_id": "u1", "create": True, "attributes": ANA}),
                                  *http_target(running, OFFICER_TOKEN))
         assert structured(created)["created"] is True
+        for tool, arguments in (("record_consent", {"user_id": "u1", "purpose": "personalization",
+                                                    "granted": True, "source": "web:preferences-page"}),
+                                ("update_profile", {"user_id": "u1", "attributes": {"likes": ["lavender"]}})):
+            structured(inspector.json("--method", "tools/call", "--tool-name", tool, "--tool-args-json",
+                                      json.dumps(arguments), *http_target(running, OFFICER_TOKEN)))
         yield running
 
 

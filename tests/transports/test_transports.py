@@ -33,6 +33,7 @@ from ..support.servers import (
     connect,
     console_script,
     http_server,
+    make_person,
     passthrough_env,
     run_cli,
     server_env,
@@ -58,8 +59,9 @@ def withheld(view: dict[str, Any]) -> dict[str, str]:
     return {w["field"]: w["reason"] for w in view["withheld"]}
 
 
-def assert_support_view_of_ana(view: dict[str, Any]) -> None:
-    """What support-assistant may see of Ana for purpose service: name and language; not her email or tastes."""
+def assert_support_view_of_ana(view: dict[str, Any], likes_held: bool = True) -> None:
+    """What support-assistant may see of Ana for purpose service: name and language; not her email or tastes
+    (which it could not have stored either: it does not act for personalization)."""
     assert view["purpose"] == "service"
     assert view["identity"]["display_name"]["value"] == "Ana"
     assert view["identity"]["display_name"]["source"] == "explicit"
@@ -67,8 +69,16 @@ def assert_support_view_of_ana(view: dict[str, Any]) -> None:
     assert view["preferences"].get("likes") is None
     reasons = withheld(view)
     assert reasons["identity.email"] == "purpose_not_compatible"
-    assert reasons["preferences.likes"] == "caller_not_permitted"
+    assert reasons.get("preferences.likes") == ("caller_not_permitted" if likes_held else None)
     assert "ana@example.org" not in json.dumps(view) and "lavender" not in json.dumps(view)
+
+
+async def support_creates_ana(client: Client) -> dict[str, Any]:
+    """The support assistant stores what the contract covers; Ana's taste it may not store."""
+    created = await call(client, "update_profile", user_id="u1", create=True, attributes=ANA)
+    refused = await client.call_tool("update_profile", {"user_id": "u1", "attributes": {"likes": ["lavender"]}})
+    assert refused.is_error and "may not store attribute 'likes'" in tool_text(refused)
+    return created
 
 
 def assert_clean_failure(out: subprocess.CompletedProcess[str], *needles: str) -> None:
@@ -130,9 +140,8 @@ async def test_stdio_serves_the_sdk_client(tmp_path: Path, mode: str) -> None:
         assert_era(client, mode)
         tools = {t.name for t in (await client.list_tools()).tools}
         assert tools >= EXPECTED_TOOLS
-        created = await call(client, "update_profile", user_id="u1", create=True, attributes=ANA)
-        assert created["created"] is True
-        assert_support_view_of_ana(await call(client, "get_profile", user_id="u1", purpose="service"))
+        assert (await support_creates_ana(client))["created"] is True
+        assert_support_view_of_ana(await call(client, "get_profile", user_id="u1", purpose="service"), False)
         refused = await client.call_tool("get_profile", {"user_id": "u1", "purpose": "wellbeing"})
         assert refused.is_error and "may not act for purpose 'wellbeing'" in tool_text(refused)
 
@@ -215,8 +224,8 @@ def token_server(tmp_path_factory: pytest.TempPathFactory, token_new: str) -> It
 
 async def seed(server: HttpServer) -> None:
     async with server.session(TOKENS["privacy-officer"], mode="legacy") as client:
-        await call(client, "update_profile", user_id="u1", create=True, attributes=ANA)
-        await call(client, "update_profile", user_id="u2", create=True, attributes=BEN)
+        await make_person(client, "u1", ANA)
+        await make_person(client, "u2", BEN)
 
 
 async def test_health_answers_without_a_token(token_server: HttpServer) -> None:
@@ -302,8 +311,9 @@ async def test_without_tokens_http_serves_the_local_caller_on_loopback(tmp_path:
         for mode in ERAS:
             async with connect(server.url, mode) as client:  # a bare URL: no token, no headers
                 assert_era(client, mode)
-                await call(client, "update_profile", user_id="u1", create=True, attributes=ANA)
-                assert_support_view_of_ana(await call(client, "get_profile", user_id="u1", purpose="service"))
+                await support_creates_ana(client)
+                assert_support_view_of_ana(await call(client, "get_profile", user_id="u1", purpose="service"),
+                                           False)
         banner = server.stderr()
     assert "every request acts as support-assistant" in banner
     assert "--header" not in banner
@@ -335,7 +345,7 @@ async def test_tokens_allow_a_wildcard_bind(tmp_path: Path) -> None:
         async with server.client() as http:
             assert (await http.post(server.url, json=INITIALIZE, headers=MCP_HEADERS)).status_code == 401
         async with server.session(TOKENS["privacy-officer"], mode="legacy") as client:
-            await call(client, "update_profile", user_id="u1", create=True, attributes=ANA)
+            await make_person(client, "u1", ANA)
 
 
 # -- start-up errors -----------------------------------------------------------------------------------------------
