@@ -347,6 +347,10 @@ async def test_nothing_leaves_that_the_gate_does_not_allow(
     user_id, token = f"subject-{n:05d}", f"tk{n:05d}q"
     user = await seed_marked_user(world.runtime, user_id, token, scenario["consents"], world.clock.now())
     SEEDED.append(user)
+    # Learn from everyone seeded so far: other people are then in the similarity index and the shared model, and
+    # so may turn up in this user's neighbours and reasons, where nothing of theirs but a fresh name may show.
+    await world.runtime.usecases.learning.relearn()
+    await world.runtime.usecases.model.fit()
     subject = {"none": None, "self": user_id, "other": "subject-elsewhere"}[scenario["bound"]]
     world.runtime.callers["probe"] = caller_from_settings("probe", **scenario["caller"], subject=subject)
     sections = scenario["sections"]
