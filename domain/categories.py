@@ -21,6 +21,9 @@ INFERRED = "user.inferred"
 SEGMENT = "user.segment"
 CONSENT = "user.consent"  # the subject's own consent state, needed to respect it
 
+# Below ``user.consent``: the requests the subject made to exercise their rights (access, erasure, ...).
+REQUESTS = CONSENT + ".requests"
+
 # Below ``user.preference``: what the person said, and what was learned from what they did.
 STATED_PREFERENCE = PREFERENCE + ".stated"
 LEARNED_PREFERENCE = PREFERENCE + ".learned"

@@ -9,3 +9,4 @@ MAX_SOURCE = 64  # characters of a provenance or consent source
 MAX_EVIDENCE = 2000  # characters of consent evidence
 MAX_ID = 128  # characters of a user or item id
 MAX_TIMESTAMP = 64  # characters of an ISO 8601 timestamp
+MAX_VERIFICATION = 128  # characters saying how a data subject was verified

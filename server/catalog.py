@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..privacy.surface import Handler
 from ..resources import profile, prompts, reference
-from ..tools import consent, events, learning, profiles
+from ..tools import consent, events, learning, profiles, requests
 
 CATALOG: tuple[Handler, ...] = (
     # tools
@@ -21,6 +21,10 @@ CATALOG: tuple[Handler, ...] = (
     learning.get_preferences,
     learning.find_similar_users,
     learning.recommend,
+    requests.submit_request,
+    requests.update_request,
+    requests.get_request,
+    requests.list_requests,
     # resources
     profile.profile,
     profile.consent,

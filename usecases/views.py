@@ -115,6 +115,29 @@ class ConsentLedgerView(GatedResult):
     history: list[ConsentEntry] | None = disclosed(cat.CONSENT, "Every consent record, oldest first.")
 
 
+class RequestView(GatedResult):
+    request_id: int = operational("The request's id, for get_request and update_request.")
+    user_id: str | None = disclosed(cat.REQUESTS, "The subject; absent once they were erased.")
+    subject: str | None = disclosed(cat.REQUESTS, "The audit log's pseudonym for the subject.")
+    kind: str | None = disclosed(
+        cat.REQUESTS, "access, deletion, correction, restriction, objection or opt_out_sale.")
+    regime: str | None = disclosed(cat.REQUESTS, "gdpr (due in one month) or ccpa (due in 45 days).")
+    requested_by: str | None = disclosed(cat.REQUESTS, "The caller that made or relayed the request.")
+    verification: str | None = disclosed(cat.REQUESTS, "How the subject was verified, or 'unverified'.")
+    status: str | None = disclosed(cat.REQUESTS, "received, verified, in_progress, completed or denied.")
+    reason: str | None = disclosed(cat.REQUESTS, "Why it was denied.")
+    details: str | None = disclosed(cat.REQUESTS, "What the subject asked, in their words.")
+    created_at: datetime | None = disclosed(cat.REQUESTS, "When it was received.")
+    updated_at: datetime | None = disclosed(cat.REQUESTS, "When its status last changed.")
+    due_at: datetime | None = disclosed(cat.REQUESTS, "When the answer is legally due.")
+    overdue: bool | None = disclosed(cat.REQUESTS, "Still open past its due date.")
+    receipt: dict[str, Any] | None = disclosed(cat.REQUESTS, "For an erasure: what was removed, per store.")
+
+
+class RequestListView(GatedResult):
+    requests: list[RequestView] = Field(default_factory=list, description="Matching requests, oldest first.")
+
+
 class CollectionView(BaseModel):
     purposes: list[str] = Field(description="Any one of them is a basis: the caller acts for it, the user "
                                 "consents to it (or it rests on the contract).")

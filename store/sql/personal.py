@@ -14,6 +14,9 @@ from . import schema as t
 from .database import Conn
 
 EXPORTED_NEVER = {"subject_keys"}  # the key is what makes the subject's pseudonyms theirs; it is not about them
+# Tables whose rows outlive the subject's erasure with these columns cleared: a request is the record that the
+# person asked (for the erasure itself, too) and keeps its receipt, named only by its audit pseudonym from then on.
+CLEARED_ON_ERASURE = {"requests": ("user_id", "details")}
 
 
 def _subject_tables() -> list[sa.Table]:
@@ -81,10 +84,14 @@ async def export(conn: Conn, user_id: str) -> dict[str, Any]:
 
 
 async def erase(conn: Conn, user_id: str) -> dict[str, int]:
-    """Delete every row about the subject, dependents and children first; what was removed, by table."""
+    """Delete every row about the subject, dependents and children first (a row of ``CLEARED_ON_ERASURE`` stays,
+    cleared of what ties it to them); what was removed, by table."""
     removed = await held(conn, user_id)
     for table, key, parent in DEPENDENT_TABLES:
         await conn.execute(table.delete().where(_owned(table, key, parent, user_id)))
     for table in SUBJECT_TABLES:
-        await conn.execute(table.delete().where(table.c.user_id == user_id))
+        if (cleared := CLEARED_ON_ERASURE.get(table.name)) is not None:
+            await conn.execute(table.update().where(table.c.user_id == user_id).values(dict.fromkeys(cleared)))
+        else:
+            await conn.execute(table.delete().where(table.c.user_id == user_id))
     return removed

@@ -17,6 +17,7 @@ from ...domain.events import Event
 from ...domain.preferences import ITEM_FACET, Preference, StoredVector
 from ...domain.profiles import Attribute, NewSubject
 from ...domain.purposes import PURPOSES
+from ...domain.requests import SubjectRequest
 from . import schema as t
 from .database import Conn
 from .schema import UTCDateTime
@@ -128,6 +129,14 @@ def _consent(row: Any) -> ConsentRecord:
                          recorded_at=row.recorded_at, evidence=row.evidence, expires_at=row.expires_at)
 
 
+_REQUEST_FIELDS = ("user_id", "subject", "kind", "regime", "requested_by", "verification", "status", "reason",
+                   "details", "created_at", "updated_at", "due_at", "receipt")
+
+
+def _request(row: Any) -> SubjectRequest:
+    return SubjectRequest(id=int(row.id), **{f: getattr(row, f) for f in _REQUEST_FIELDS})
+
+
 class SQLRepositories:
     def __init__(self, conn: Conn) -> None:
         self.conn = conn
@@ -210,6 +219,28 @@ class SQLRepositories:
 
     async def add_consent(self, record: ConsentRecord) -> None:
         await self.conn.execute(t.consents.insert(), _consent_row(record))
+
+    async def add_request(self, request: SubjectRequest) -> int:
+        row = {f: getattr(request, f) for f in _REQUEST_FIELDS}
+        return int((await self.conn.execute(t.requests.insert().returning(t.requests.c.id), row)).scalar_one())
+
+    async def request(self, request_id: int) -> SubjectRequest | None:
+        row = (await self.conn.execute(sa.select(t.requests).where(t.requests.c.id == request_id))).first()
+        return None if row is None else _request(row)
+
+    async def requests(self, user_id: str | None = None, status: str | None = None) -> list[SubjectRequest]:
+        stmt = sa.select(t.requests).order_by(t.requests.c.id)
+        if user_id is not None:
+            stmt = stmt.where(t.requests.c.user_id == user_id)
+        if status is not None:
+            stmt = stmt.where(t.requests.c.status == status)
+        return [_request(r) for r in (await self.conn.execute(stmt)).all()]
+
+    async def update_request(self, request: SubjectRequest) -> None:
+        assert request.id is not None
+        await self.conn.execute(t.requests.update().where(t.requests.c.id == request.id).values(
+            status=request.status, reason=request.reason, verification=request.verification,
+            updated_at=request.updated_at, receipt=request.receipt))
 
     async def existing_items(self, item_ids: Sequence[str]) -> set[str]:
         found: set[str] = set()

@@ -132,6 +132,29 @@ subject_keys = sa.Table(
     sa.Column("legacy_pseudonym", sa.String(64), nullable=True),
 )
 
+# Data subject requests (``domain/requests.py``). ``user_id`` has no foreign key: when the subject is erased the
+# row stays, with ``user_id`` and ``details`` cleared (``store/sql/personal.py``), as the record of the request and
+# its receipt; ``subject`` is the audit's pseudonym for them, unlinkable once their key is gone.
+requests = sa.Table(
+    "requests", metadata,
+    sa.Column("id", BigId, primary_key=True, autoincrement=True),
+    sa.Column("user_id", sa.String(128), nullable=True),
+    sa.Column("subject", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("regime", sa.String(8), nullable=False),
+    sa.Column("requested_by", sa.String(128), nullable=False),
+    sa.Column("verification", sa.String(128), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("reason", sa.Text(), nullable=True),
+    sa.Column("details", sa.Text(), nullable=True),
+    sa.Column("created_at", UTCDateTime(), nullable=False),
+    sa.Column("updated_at", UTCDateTime(), nullable=False),
+    sa.Column("due_at", UTCDateTime(), nullable=False),
+    sa.Column("receipt", JSON, nullable=True),
+    sa.Index(None, "user_id"),
+    sa.Index(None, "status", "due_at"),
+)
+
 # -- learning ------------------------------------------------------------------------------------------------
 
 # Preference weights per attribute token (and per item, as ``item:<id>``), explicit and implicit apart.
