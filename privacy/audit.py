@@ -50,6 +50,16 @@ def canonical(seq: int, entry: AuditEntry, key_id: str | None = None) -> bytes:
     return json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()
 
 
+def as_json(chained: ChainedEntry) -> dict[str, Any]:
+    """An entry as one line of an audit export: every field its hash covers, with ``prev_hash``, ``hash`` and
+    ``key_id``, so the chain can be recomputed from the export with the audit key."""
+    e = chained.entry
+    return {"seq": chained.seq, "at": e.at.isoformat(), "caller": e.caller, "action": e.action, "subject": e.subject,
+            "purpose": e.purpose, "released": list(e.released),
+            "withheld": [{"field": w.field, "category": w.category, "reason": w.reason} for w in e.withheld],
+            "outcome": e.outcome, "prev_hash": chained.prev_hash, "hash": chained.hash, "key_id": chained.key_id}
+
+
 def chain_hash(prev_hash: str, seq: int, entry: AuditEntry, key: AuditKey | None) -> str:
     """An entry's hash: HMAC-SHA256 under ``key``; plain SHA-256 (``key`` None) for entries from before the key."""
     message = prev_hash.encode() + b"\n" + canonical(seq, entry, None if key is None else key.id)

@@ -1,4 +1,5 @@
-"""The command line: serve, demo, audit verify, token new, migrate. Logs go to stderr; stdout may carry MCP."""
+"""The command line: serve, demo, audit verify and export, requests, token new, migrate. Logs go to stderr;
+stdout may carry MCP."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from pydantic_settings import SettingsError
 
 from .. import __version__
 from ..domain.errors import DomainError, StoreUnavailable
+from ..domain.requests import STATUSES
 from .settings import ENV_PREFIX, ConfigError, Settings, load_settings
 
 if TYPE_CHECKING:
@@ -316,6 +318,49 @@ async def _verify(settings: Settings) -> int:
     return 1
 
 
+async def _audit_export(settings: Settings, subject: str | None, since: str | None) -> int:
+    """The audit log as JSON Lines on stdout, the whole chain or one subject's entries, from ``since`` on."""
+    from ..domain.timestamps import parse_timestamp
+    from ..privacy.audit import AuditLog, as_json
+    from ..privacy.pseudonyms import Pseudonymizer
+    from .runtime import SystemClock, audit_keys, open_store
+
+    start = parse_timestamp(since, "--since") if since is not None else None
+    key, *previous = audit_keys(settings, create=False)
+    store = open_store(settings)
+    try:
+        await store.migrate()
+        log_ = AuditLog(store, SystemClock(), Pseudonymizer(await store.secret("pseudonyms"), store), key, previous)
+        async for chained in log_.entries(subject):  # one subject's: by every name the audit knows them by
+            if start is None or chained.entry.at >= start:
+                print(json.dumps(as_json(chained), ensure_ascii=False, separators=(",", ":")))
+    finally:
+        await store.close()
+    return 0
+
+
+async def _requests(settings: Settings, status: str | None, overdue: bool) -> int:
+    """Data subject requests, oldest first, open ones past their due date flagged OVERDUE."""
+    from .runtime import SystemClock, open_store
+
+    now = SystemClock().now()
+    store = open_store(settings)
+    try:
+        await store.migrate()
+        async with store.read() as repo:
+            found = [r for r in await repo.requests(status=status) if not overdue or r.overdue(now)]
+    finally:
+        await store.close()
+    for r in found:
+        who = f"user {r.user_id}" if r.user_id is not None else f"erased subject {r.subject}"
+        flag = "  OVERDUE" if r.overdue(now) else ""
+        print(f"#{r.id} {r.kind} ({r.regime}) {r.status} due {r.due_at.isoformat()}{flag}  {who}  "
+              f"verification: {r.verification}  by {r.requested_by}" + (f"  reason: {r.reason}" if r.reason else ""))
+    if not found:
+        print("no requests" + (" overdue" if overdue else "") + (f" with status {status}" if status else ""))
+    return 0
+
+
 async def _migrate(settings: Settings) -> str | None:
     from .runtime import open_store
 
@@ -365,6 +410,14 @@ def _parser() -> argparse.ArgumentParser:
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     with_config(audit_sub.add_parser("verify", help="check the keyed hash chain with the audit key (audit.key or "
                                      "<data_dir>/audit.key); exit 1 if anything was altered"))
+    export = with_config(audit_sub.add_parser("export", help="write the audit log as JSON Lines to stdout, with "
+                                              "each entry's hashes and key id, to verify against the chain"))
+    export.add_argument("--subject", metavar="USER", help="only the entries about this user")
+    export.add_argument("--since", metavar="T", help="only entries from this time on (ISO 8601 with a zone)")
+
+    requests = with_config(sub.add_parser("requests", help="list data subject requests, overdue ones flagged"))
+    requests.add_argument("--status", choices=STATUSES)
+    requests.add_argument("--overdue", action="store_true", help="only open requests past their due date")
 
     token = sub.add_parser("token", help="bearer tokens for HTTP callers")
     token_sub = token.add_subparsers(dest="token_command", required=True)
@@ -403,8 +456,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("demo data loaded: " + ", ".join(f"{k} {v}" for k, v in summary.items()), file=sys.stderr)
             if not args.no_serve:
                 anyio.run(_serve, settings, "http", args.host, args.port, args.config)
+        elif args.command == "audit" and args.audit_command == "export":
+            return anyio.run(_audit_export, settings, args.subject, args.since)
         elif args.command == "audit":
             return anyio.run(_verify, settings)
+        elif args.command == "requests":
+            return anyio.run(_requests, settings, args.status, args.overdue)
         elif args.command == "migrate":
             print(f"schema at revision {anyio.run(_migrate, settings)}")
         elif args.command == "learn":

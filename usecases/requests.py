@@ -63,6 +63,14 @@ def _reader_scope(access: Access) -> str | None:
     return None
 
 
+def _bound_to(access: Access, request: SubjectRequest) -> None:
+    """A caller bound to one subject reaches only that subject's requests (the gate checks user ids, not these)."""
+    bound = access.caller.subject
+    if bound is not None and request.user_id != bound:
+        raise NotPermitted(f"Caller {access.caller.name!r} is bound to one data subject and request {request.id} is "
+                           "about another; nothing about it is released or changed.")
+
+
 class Requests:
     def __init__(self, store: Store, pseudonyms: Pseudonymizer) -> None:
         self.store = store
@@ -102,6 +110,7 @@ class Requests:
             raise InvalidArgument("reason is for denials only. Nothing was changed.")
         async with self.store.write() as repo:
             request = await self._find(repo, request_id)
+            _bound_to(access, request)
             allowed = TRANSITIONS[request.status]
             if status not in allowed:
                 raise InvalidArgument(
@@ -116,12 +125,10 @@ class Requests:
         return _view(request, access)
 
     async def get(self, access: Access, request_id: int) -> RequestView:
-        bound = _reader_scope(access)
+        _reader_scope(access)
         async with self.store.read() as repo:
             request = await self._find(repo, request_id)
-        if bound is not None and request.user_id != bound:
-            raise NotPermitted(f"Request {request_id} is not about {bound!r}, the one subject caller "
-                               f"{access.caller.name!r} is bound to; nothing about it is released.")
+        _bound_to(access, request)
         return _view(request, access)
 
     async def list(self, access: Access, user_id: str | None, status: RequestStatus | None,
