@@ -164,6 +164,27 @@ async def test_profiles_from_before_subject_keys_keep_their_audit_names_until_er
     assert len([e async for e in audit.entries()]) == 2  # kept, and nobody's any more
 
 
+async def test_requests_arrive_empty_beside_existing_data_and_leave_with_a_downgrade(store: SQLStore) -> None:
+    """Revision 0006 adds the requests table (with a nullable receipt) and touches nothing else; a request's row
+    has no foreign key to its profile, so it can outlive the subject's erasure."""
+    await store.db.run_sync(lambda conn: migrations.upgrade(conn, "0005"))
+    at = datetime(2024, 1, 1, tzinfo=UTC)
+    await store.db.run_sync(lambda conn: conn.execute(
+        schema.profiles.insert(), {"user_id": "ana", "created_at": at, "updated_at": at}))
+    assert "requests" not in await store.db.run_sync(table_names)
+    await store.db.run_sync(lambda conn: migrations.upgrade(conn, "0006"))
+
+    def columns(conn: Connection) -> dict[str, bool]:
+        return {c["name"]: bool(c["nullable"]) for c in sa.inspect(conn).get_columns("requests")}
+
+    found = await store.db.run_sync(columns)
+    assert found["receipt"] and found["user_id"] and not found["subject"] and not found["due_at"]
+    assert await store.db.run_sync(lambda conn: sa.inspect(conn).get_foreign_keys("requests")) == []
+    assert await store.db.run_sync(lambda conn: conn.execute(sa.text("SELECT count(*) FROM profiles")).scalar()) == 1
+    await store.db.run_sync(lambda conn: migrations.downgrade(conn, "0005"))
+    assert "requests" not in await store.db.run_sync(table_names)
+
+
 async def test_migrating_twice_changes_nothing(store: SQLStore) -> None:
     await store.migrate()
     at = datetime(2024, 1, 1, tzinfo=UTC)
