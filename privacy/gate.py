@@ -41,6 +41,8 @@ class Access:
     consents: tuple[ConsentDecision, ...] = ()  # each subject's consent to the purpose, when it needs consent
     anonymization: bool = True
     left_out: list[Withholding] = field(default_factory=list)  # inputs ``admit`` kept out of derived values
+    # Subjects a handler found behind an argument that is not a user id (a request id): the audit names them too.
+    reached: list[str] = field(default_factory=list)
 
     @property
     def consented(self) -> bool:

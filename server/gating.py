@@ -103,7 +103,7 @@ class GatedSurface:
         # The subjects the gate found; for a call refused before the gate, the ones its arguments hold; for a name
         # that no declaration types (an unknown or ungated tool), its ``user_id`` argument, the only clue there is.
         if access is not None:
-            subjects = list(access.subjects)
+            subjects = list(access.subjects) or list(dict.fromkeys(access.reached))
         elif handler is not None:
             subjects = handler.subjects(arguments)
         else:

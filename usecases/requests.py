@@ -64,7 +64,10 @@ def _reader_scope(access: Access) -> str | None:
 
 
 def _bound_to(access: Access, request: SubjectRequest) -> None:
-    """A caller bound to one subject reaches only that subject's requests (the gate checks user ids, not these)."""
+    """A caller bound to one subject reaches only that subject's requests (the gate checks user ids, not these).
+    The audit entry names the request's subject, whether the call is refused or not."""
+    if request.user_id is not None:
+        access.reached.append(request.user_id)
     bound = access.caller.subject
     if bound is not None and request.user_id != bound:
         raise NotPermitted(f"Caller {access.caller.name!r} is bound to one data subject and request {request.id} is "

@@ -101,6 +101,10 @@ async def test_a_request_moves_through_its_lifecycle(world: World) -> None:
         assert [r["request_id"] for r in (await call(officer, "list_requests", status="denied"))["requests"]] == [
             other["request_id"]]
         assert "No request 999 exists" in await refused(officer, "get_request", request_id=999)
+    # A request id is not a user id, yet the audit names whom each call on a request was about.
+    named = {(e.entry.action, e.entry.subject) async for e in world.runtime.audit.entries(ANA)}
+    ana = await world.runtime.pseudonyms.subject(ANA)
+    assert {("tool:get_request", ana), ("tool:update_request", ana), ("tool:submit_request", ana)} <= named
 
 
 async def test_bad_requests_are_refused_and_nothing_is_written(world: World) -> None:
@@ -169,6 +173,11 @@ async def test_a_bound_caller_reaches_its_own_subjects_requests_only(world: Worl
         assert "request " + str(bens) + " is about another" in await refused(ana, "get_request", request_id=bens)
         assert "is about another" in await refused(ana, "update_request", request_id=bens, status="denied",
                                                    reason="no")
+    tried = [e.entry async for e in world.runtime.audit.entries(BEN) if e.entry.caller == "ana-companion"]
+    assert {(e.action, e.outcome) for e in tried} == {("tool:submit_request", "error:not_permitted"),
+                                                      ("tool:get_request", "error:not_permitted"),
+                                                      ("tool:update_request", "error:not_permitted")}
+    async with connect(world.server("ana-companion")) as ana:
         assert [r["request_id"] for r in (await call(ana, "list_requests"))["requests"]] == [mine["request_id"]]
         assert "bound to one data subject" in await refused(ana, "list_requests", user_id=BEN)
     async with connect(world.server("privacy-officer")) as officer:
