@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..privacy.surface import Handler
 from ..resources import profile, prompts, reference
-from ..tools import consent, events, learning, profiles
+from ..tools import consent, events, learning, profiles, rights
 
 CATALOG: tuple[Handler, ...] = (
     # tools
@@ -21,11 +21,14 @@ CATALOG: tuple[Handler, ...] = (
     learning.get_preferences,
     learning.find_similar_users,
     learning.recommend,
+    rights.export_user_data,
+    rights.erase_user,
     # resources
     profile.profile,
     profile.consent,
     reference.profile_schema,
     reference.purposes_policy,
+    reference.export_schema,
     # prompts
     prompts.personalize,
     prompts.privacy_summary,
