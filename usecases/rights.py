@@ -39,7 +39,7 @@ from .views import (
 
 # The database tables export places, by name; any other table of a subject is an error here (and in the inventory
 # test), so a new table is exported on purpose, under a category, or not at all.
-_PLACED = {"profiles", "attributes", "events", "consents", "preferences", "user_vectors", "pending_events"}
+PLACED_TABLES = {"profiles", "attributes", "events", "consents", "preferences", "user_vectors", "pending_events"}
 _FIELD_CATEGORY = {spec.name: spec.category for spec in FIELDS}
 
 
@@ -60,7 +60,7 @@ class Rights:
         held = await self._known(user_id)
         parts = {h.holder: await h.export(user_id) for h in self.holders}
         database = dict(parts.get("database", {}))
-        unplaced = sorted(set(database) - _PLACED)
+        unplaced = sorted(set(database) - PLACED_TABLES)
         if unplaced:
             raise RuntimeError(f"tables {unplaced} hold subject data and have no place in the export")
         profile = (database.get("profiles") or [{}])[0]
