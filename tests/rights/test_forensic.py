@@ -95,14 +95,9 @@ def files_under(directory: Path) -> list[Path]:
     return sorted(p for p in directory.rglob("*") if p.is_file()) if directory.exists() else []
 
 
-@pytest.mark.parametrize("backend, vectors", [
-    ("sqlite", "local"), ("sqlite", "pinecone"), pytest.param("postgresql", "local", marks=pytest.mark.postgres)])
+@pytest.mark.parametrize("vectors", ["local", "pinecone"])
 async def test_no_marker_survives_erasure_anywhere(backend: str, vectors: str, tmp_path: Path, clock: FakeClock,
                                                    pinecone: tuple[FakePinecone, str]) -> None:
-    if backend == "postgresql":
-        from ..conftest import require_postgres
-
-        require_postgres()
     fake, url = pinecone
     namespace = f"ns-{uuid.uuid4().hex[:8]}"
     settings: dict[str, Any] = {"hashing": {"dim": DIM}}
