@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..domain import categories as cat
-from ..domain.errors import UnknownUser
+from ..domain.errors import NothingHeld
 from ..domain.events import EVENT_TYPES
 from ..domain.fields import FIELDS
 from ..domain.ports import PersonalData
@@ -53,7 +53,7 @@ class Rights:
         make one known: a refused call about any id leaves an entry."""
         held = {h.holder: await h.held(user_id) for h in self.holders}
         if not any(counts for holder, counts in held.items() if holder != "audit_log"):
-            raise UnknownUser(user_id)
+            raise NothingHeld(user_id)
         return held
 
     async def export(self, access: Access, user_id: str) -> ExportView:

@@ -77,7 +77,7 @@ async def test_export_and_erasure_are_for_the_privacy_officer_and_known_users_on
     async with connect(world.server("privacy-officer")) as c:
         for tool in ("export_user_data", "erase_user"):
             unknown = await c.call_tool(tool, {"user_id": "nobody-here-1"})
-            assert unknown.is_error and "No profile exists" in tool_text(unknown), tool
+            assert unknown.is_error and "Nothing is held about" in tool_text(unknown), tool
         tools = {t.name: t for t in (await c.list_tools()).tools}
     hints = tools["erase_user"].annotations
     assert hints is not None and hints.destructive_hint is True and hints.read_only_hint is False
@@ -94,9 +94,9 @@ async def test_erasure_reaches_every_holder_and_returns_a_receipt_without_person
     async with connect(world.server("privacy-officer")) as c:
         receipt = await call(c, "erase_user", user_id=ANA)
         again = await c.call_tool("erase_user", {"user_id": ANA})
-        assert again.is_error and "No profile exists" in tool_text(again)
+        assert again.is_error and "Nothing is held about" in tool_text(again)
         gone = await c.call_tool("export_user_data", {"user_id": ANA})
-        assert gone.is_error and "No profile exists" in tool_text(gone)
+        assert gone.is_error and "Nothing is held about" in tool_text(gone)
         similar = await call(c, "find_similar_users", user_id=BOB, purpose="profiling", min_similarity=-1)
         assert not similar.get("neighbours")
 
@@ -168,7 +168,7 @@ def test_the_command_line_exports_and_erases(backend: str, tmp_path: Path, clock
         receipt = json.loads(printed)
         assert receipt["complete"] is True and ANA not in printed
         assert main(["export", ANA, "--caller", "privacy-officer"]) == 2
-        assert "No profile exists" in capsys.readouterr().err
+        assert "Nothing is held about" in capsys.readouterr().err
         assert main(["export", BOB, "--caller", "privacy-officer"]) == 0
         assert json.loads(capsys.readouterr().out)["user_id"] == BOB
     finally:
