@@ -174,3 +174,26 @@ def test_the_command_line_exports_and_erases(backend: str, tmp_path: Path, clock
     finally:
         if schema is not None:
             anyio.run(_pg, f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+async def test_a_privacy_officer_sees_only_its_own_categories_in_an_export(backend: str, tmp_path: Path,
+                                                                          clock: FakeClock) -> None:
+    """The rights handlers' purpose does not narrow the export; the caller's categories still do."""
+    from ..conftest import open_world
+
+    callers = {"privacy-officer": {"purposes": ["service", "personalization", "recommendation", "profiling",
+                                                "wellbeing"], "categories": ["*"],
+                                   "roles": ["reader", "writer", "privacy_officer"], "identifiers": True},
+               "consent-desk": {"purposes": ["service"], "categories": ["user.consent"],
+                                "roles": ["privacy_officer"]}}
+    async with open_world(backend, tmp_path, clock, callers=callers, local_caller="privacy-officer") as world:
+        async with connect(world.server("privacy-officer")) as c:
+            await seed(c, ANA, "anamarker")
+        async with connect(world.server("consent-desk")) as c:
+            exported = await call(c, "export_user_data", user_id=ANA)
+    assert exported["consent_history"] and exported["accesses"]
+    assert exported.get("attributes", {}) == {} and "events" not in exported and "vector" not in exported
+    withheld = {(w["field"], w["reason"]) for w in exported["withheld"]}
+    assert ("events", "caller_not_permitted") in withheld
+    assert ("attributes.name", "caller_not_permitted") in withheld
+    assert "anamarker name" not in json.dumps(exported)
