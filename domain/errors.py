@@ -28,6 +28,19 @@ class UnknownUser(DomainError):
         )
 
 
+class NothingHeld(DomainError):
+    """An access or erasure request for an id the server keeps nothing about."""
+
+    code = "unknown_user"
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__(
+            f"Nothing is held about user_id {user_id!r}: no profile, events, vectors or model history.",
+            "Check the id (ids are case-sensitive). A user erased before stays unknown: the receipt of that "
+            "erasure is its record.",
+        )
+
+
 class UnknownItem(DomainError):
     code = "unknown_item"
 

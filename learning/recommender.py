@@ -120,7 +120,10 @@ class ItemModel:
         together[block] = np.where(saturated, together[block], together[block] - 1)
         row_ptr = self.row_ptr.copy()
         row_ptr[row + 1:] -= stop - start
-        return ItemModel(self.item_ids, precision, counts, together, self.owners, row_ptr,
+        # The user's row goes too, digest and all: an unsalted digest of the id left in the file would still tell
+        # whoever holds it that this id was once fitted on.
+        owners, row_ptr = np.delete(self.owners, row), np.delete(row_ptr, row + 1)
+        return ItemModel(self.item_ids, precision, counts, together, owners, row_ptr,
                          np.delete(self.row_items, np.s_[start:stop]), np.delete(self.row_values, np.s_[start:stop]),
                          self.min_group)
 

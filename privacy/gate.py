@@ -57,7 +57,10 @@ class Access:
             return None
         if not self.caller.may_see(category):
             return "caller_not_permitted"
-        if not self.purpose.may_use(category):
+        # The subject's rights of access and erasure reach all data held, whatever it was collected for: the
+        # privacy officer's handlers answer them, so their purpose does not narrow what leaves (the caller's
+        # categories, anonymization and consent still do).
+        if not self.purpose.may_use(category) and self.handler.role != "privacy_officer":
             return "purpose_not_compatible"
         if self.anonymization and cat.is_direct_identifier(category) and not (
                 self.caller.identifiers and self.purpose.needs_identifiers):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..privacy.surface import resource
 from ..usecases import reference
 from ..usecases.app import Scope
-from ..usecases.views import FieldCatalogView, PurposesView
+from ..usecases.views import ExportSchemaView, FieldCatalogView, PurposesView
 
 
 @resource("schema://profile", title="Profile field catalog", purpose="service")
@@ -18,3 +18,9 @@ async def profile_schema(scope: Scope) -> FieldCatalogView:
 async def purposes_policy(scope: Scope) -> PurposesView:
     """The purposes, their legal bases and the data categories each may use."""
     return reference.purposes()
+
+
+@resource("schema://export", title="Export format", purpose="service")
+async def export_schema(scope: Scope) -> ExportSchemaView:
+    """The JSON Schema of export_user_data's result: one versioned document of everything held about a user."""
+    return reference.export_schema()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from ..privacy.surface import Handler
 from ..resources import profile, prompts, reference
-from ..tools import consent, events, learning, profiles, requests
+from ..tools import consent, events, learning, profiles, requests, rights
 
 CATALOG: tuple[Handler, ...] = (
     # tools
@@ -25,11 +25,14 @@ CATALOG: tuple[Handler, ...] = (
     requests.update_request,
     requests.get_request,
     requests.list_requests,
+    rights.export_user_data,
+    rights.erase_user,
     # resources
     profile.profile,
     profile.consent,
     reference.profile_schema,
     reference.purposes_policy,
+    reference.export_schema,
     # prompts
     prompts.personalize,
     prompts.privacy_summary,

@@ -1,5 +1,5 @@
-"""The command line: serve, demo, audit verify and export, requests, token new, migrate. Logs go to stderr;
-stdout may carry MCP."""
+"""The command line: serve, demo, audit verify and export, requests, token new, migrate, export, erase. Logs go
+to stderr; stdout may carry MCP."""
 
 from __future__ import annotations
 
@@ -361,6 +361,42 @@ async def _requests(settings: Settings, status: str | None, overdue: bool) -> in
     return 0
 
 
+async def _rights_call(settings: Settings, tool: str, user_id: str, caller: str | None) -> dict[str, Any]:
+    """Call a rights tool as ``caller`` (default: the local caller) through the gated server in this process,
+    so the command is checked by role and audited exactly like the same call over MCP."""
+    from mcp import Client
+    from mcp.types import TextContent
+
+    from .app import build_server
+    from .runtime import bootstrap
+
+    name = caller or settings.local_caller
+    if name is None or name not in settings.callers:
+        raise ConfigError(f"no caller {name!r} to act as: give --caller, one of {', '.join(settings.callers)}")
+    runtime = await bootstrap(settings)
+    try:
+        async with Client(build_server(runtime, local_caller=name), cache=None) as client:
+            result = await client.call_tool(tool, {"user_id": user_id})
+    finally:
+        await runtime.close()
+    if result.is_error or result.structured_content is None:
+        text = " ".join(c.text for c in result.content if isinstance(c, TextContent))
+        raise ConfigError(f"{tool} refused: {text}")
+    document: dict[str, Any] = result.structured_content
+    return document
+
+
+def _write_export(document: dict[str, Any], out: Path | None) -> None:
+    text = json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+    if out is None:
+        sys.stdout.write(text)
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.touch(mode=0o600)  # personal data: readable by the owner only
+    out.write_text(text, encoding="utf-8")
+    print(f"exported {document.get('user_id')} to {out}", file=sys.stderr)
+
+
 async def _migrate(settings: Settings) -> str | None:
     from .runtime import open_store
 
@@ -430,6 +466,16 @@ def _parser() -> argparse.ArgumentParser:
                                        "the shared item model"))
     learn.add_argument("--all", action="store_true", help="relearn every user from their stored events")
     with_config(sub.add_parser("reindex", help="rebuild the similarity index from the database"))
+
+    export = with_config(sub.add_parser("export", help="everything held about a user, as one JSON document "
+                                        "(schema://export)"))
+    export.add_argument("user_id")
+    export.add_argument("--out", type=Path, help="write it to this file (mode 0600) instead of stdout")
+    erase = with_config(sub.add_parser("erase", help="erase a user from every store; prints the receipt"))
+    erase.add_argument("user_id")
+    for rights in (export, erase):
+        rights.add_argument("--caller", help="act as this caller, who needs the privacy_officer role "
+                            "(default: local_caller)")
     return parser
 
 
@@ -466,6 +512,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"schema at revision {anyio.run(_migrate, settings)}")
         elif args.command == "learn":
             print(anyio.run(_learn, settings, args.all))
+        elif args.command == "export":
+            _write_export(anyio.run(_rights_call, settings, "export_user_data", args.user_id, args.caller), args.out)
+        elif args.command == "erase":
+            receipt = anyio.run(_rights_call, settings, "erase_user", args.user_id, args.caller)
+            print(json.dumps(receipt, indent=2))
+            return 0 if receipt.get("complete") else 1
         elif args.command == "reindex":
             print(f"indexed {anyio.run(_reindex, settings)} users who consent to profiling")
     except ConfigError as exc:

@@ -28,6 +28,7 @@ from ..usecases.item_model import SharedModel
 from ..usecases.learning import PreferenceLearner
 from ..usecases.profiles import Profiles
 from ..usecases.requests import Requests
+from ..usecases.rights import Rights
 from ..usecases.runs import LearningRuns
 from ..usecases.vectors import IndexUpkeep, UserVectors
 from .settings import ENV_PREFIX, ConfigError, Settings, audit_key_error
@@ -208,6 +209,9 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> Runtime:
         raise
     learner = PreferenceLearner(catalog, clock, half_life_days=half_life,
                                 realtime=profiling.update_frequency == "realtime")
+    # The order an erasure goes through them: see ``Runtime.holders``.
+    holders: tuple[PersonalData, ...] = (audit, index, store, pseudonyms, model)
+    requests = Requests(store, pseudonyms)
     usecases = UseCases(
         profiles=Profiles(store, learner, upkeep),
         events=Events(store, profiling.retention_days, learner, upkeep),
@@ -216,11 +220,12 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> Runtime:
         learning=LearningRuns(store, learner, upkeep, model),
         model=model,
         upkeep=upkeep,
-        requests=Requests(store, pseudonyms),
+        requests=requests,
+        rights=Rights(holders, pseudonyms, requests),
     )
     return Runtime(
         settings=settings, store=store, clock=clock,
         gate=Gate(store, clock, profiling.anonymization), usecases=usecases,
         audit=audit, pseudonyms=pseudonyms, callers=callers_from(settings),
-        embedder=embedder, index=index, holders=(audit, index, store, pseudonyms, model),
+        embedder=embedder, index=index, holders=holders,
     )

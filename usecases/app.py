@@ -11,6 +11,7 @@ from .events import Events
 from .item_model import SharedModel
 from .profiles import Profiles
 from .requests import Requests
+from .rights import Rights
 from .runs import LearningRuns
 from .vectors import IndexUpkeep
 
@@ -25,6 +26,7 @@ class UseCases:
     model: SharedModel  # the shared item model: fit, load
     upkeep: IndexUpkeep  # vectors and the similarity index: refresh, rebuild
     requests: Requests  # data subject requests and their lifecycle
+    rights: Rights  # access and erasure over every holder of personal data
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,18 @@ from ..domain.events import EVENT_TYPES
 from ..domain.fields import FIELDS, INFERENCE
 from ..domain.purposes import PURPOSES, Collection
 from ..learning.preferences import LEARNED_EVENTS, LEARNING
-from .views import CollectionView, EventTypeView, FieldCatalogView, FieldView, PurposesView, PurposeView
+from .views import (
+    EXPORT_FORMAT,
+    EXPORT_VERSION,
+    CollectionView,
+    EventTypeView,
+    ExportSchemaView,
+    ExportView,
+    FieldCatalogView,
+    FieldView,
+    PurposesView,
+    PurposeView,
+)
 
 
 def _collection(c: Collection) -> CollectionView:
@@ -35,3 +46,11 @@ def purposes() -> PurposesView:
                     needs_identifiers=p.needs_identifiers, individual=p.individual)
         for p in PURPOSES.values()
     ])
+
+
+def export_schema() -> ExportSchemaView:
+    """Generated from the result model itself, so the published schema is the one the export is validated by."""
+    schema = ExportView.model_json_schema(mode="serialization")
+    schema["$id"] = f"schema://export/v{EXPORT_VERSION}"
+    schema["title"] = f"{EXPORT_FORMAT} version {EXPORT_VERSION}"
+    return ExportSchemaView(json_schema=schema)

@@ -8,6 +8,7 @@ subject's, checked here because a request id is not a user id the gate could che
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from ..domain.errors import InvalidArgument, NotPermitted, UnknownUser
 from ..domain.limits import MAX_EVIDENCE, MAX_VERIFICATION
@@ -143,6 +144,25 @@ class Requests:
             found = await repo.requests(bound or user_id, status)
         views = [_view(r, access) for r in found if not overdue or r.overdue(access.now)]
         return RequestListView(requests=views)
+
+    async def deletion(self, access: Access, request_id: int, user_id: str) -> SubjectRequest:
+        """The verified deletion request of ``user_id`` an erasure carries out; refused (nothing erased) otherwise."""
+        async with self.store.read() as repo:
+            request = await self._find(repo, request_id)
+        _bound_to(access, request)
+        if request.user_id != user_id or request.kind != "deletion":
+            raise InvalidArgument(f"Request {request_id} is not a deletion request of {user_id!r}. Nothing was erased.",
+                                  "list_requests(user_id=...) shows the user's requests.")
+        if request.status not in ("verified", "in_progress"):
+            raise InvalidArgument(
+                f"Request {request_id} is {request.status!r}: only a verified request is carried out. Nothing was "
+                "erased.", "Verify the subject first: update_request(request_id, status='verified', verification=...).")
+        return request
+
+    async def close(self, access: Access, request: SubjectRequest, receipt: dict[str, Any]) -> None:
+        """Mark the request completed and keep the erasure's receipt with it (it holds no personal data)."""
+        async with self.store.write() as repo:
+            await repo.update_request(replace(request, status="completed", updated_at=access.now, receipt=receipt))
 
     @staticmethod
     async def _find(repo: Repositories, request_id: int) -> SubjectRequest:

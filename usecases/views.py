@@ -271,3 +271,162 @@ class RecommendationsView(GatedResult):
     fallback: str | None = operational(
         "Set when we know too little about the user: the list is the named fallback (popularity), not "
         "personal.", default=None)
+
+
+# -- access and erasure (usecases/rights.py) ---------------------------------------------------------------------
+EXPORT_FORMAT = "mnky-profiles/export"
+EXPORT_VERSION = 1  # raised when a field is renamed or removed; fields are only ever added within a version
+
+# Profile attributes in the export, grouped by the data category each group holds (every stored field is in one).
+ATTRIBUTE_GROUPS = {
+    "name": cat.NAME,
+    "contact": cat.CONTACT,
+    "demographic": cat.DEMOGRAPHIC,
+    "location": cat.LOCATION,
+    "communication": cat.PREFERENCE + ".communication",
+    "psychographic": cat.PSYCHOGRAPHIC,
+    "stated_preferences": cat.STATED_PREFERENCE,
+}
+
+
+class ExportedAttribute(BaseModel):
+    field: str = Field(description="The profile field (schema://profile).")
+    value: Any = Field(description="The value as stored.")
+    source: str = Field(description="Provenance: explicit, implicit, external:<system> or inferred:<model>.")
+    confidence: float
+    observed_at: datetime
+
+
+class ExportedAttributes(BaseModel):
+    name: list[ExportedAttribute] | None = disclosed(cat.NAME, "Display name.")
+    contact: list[ExportedAttribute] | None = disclosed(cat.CONTACT, "Email and phone.")
+    demographic: list[ExportedAttribute] | None = disclosed(cat.DEMOGRAPHIC, "Age band, language, background.")
+    location: list[ExportedAttribute] | None = disclosed(cat.LOCATION, "Country, region, city, postal code.")
+    communication: list[ExportedAttribute] | None = disclosed(cat.PREFERENCE + ".communication",
+                                                              "How and how often to reach the user.")
+    psychographic: list[ExportedAttribute] | None = disclosed(cat.PSYCHOGRAPHIC, "Types, values, interests.")
+    stated_preferences: list[ExportedAttribute] | None = disclosed(cat.STATED_PREFERENCE, "Likes and dislikes.")
+
+
+assert set(ExportedAttributes.model_fields) == set(ATTRIBUTE_GROUPS)
+
+
+class ExportedEvent(BaseModel):
+    id: int
+    event_type: str
+    item_id: str | None = None
+    properties: dict[str, Any]
+    occurred_at: datetime
+    recorded_at: datetime
+
+
+class ExportedPreference(BaseModel):
+    token: str = Field(description="What the preference is for, e.g. note:lavender.")
+    source: str = Field(description="explicit (stated) or implicit (learned from events).")
+    weight: float
+    ref_at: datetime = Field(description="The time the weight is as of (it decays from there).")
+    evidence_count: int
+    evidence: Any = Field(description="The events or statements it was learned from.")
+    updated_at: datetime
+
+
+class ExportedVector(BaseModel):
+    model: str = Field(description="The embedder that made it.")
+    as_of: datetime
+    values: list[float]
+
+
+class ExportedConsent(BaseModel):
+    id: int
+    purpose: str
+    state: str
+    source: str
+    evidence: str | None = None
+    recorded_at: datetime
+    expires_at: datetime | None = None
+
+
+class ExportedRequest(BaseModel):
+    id: int
+    kind: str
+    regime: str
+    requested_by: str
+    verification: str
+    status: str
+    reason: str | None = None
+    details: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    due_at: datetime
+
+
+class ExportedWithholding(BaseModel):
+    field: str
+    category: str
+    reason: str
+
+
+class ExportedAccess(BaseModel):
+    seq: int = Field(description="The entry's place in the audit chain.")
+    at: datetime
+    caller: str = Field(description="Who asked.")
+    action: str = Field(description="What they called, e.g. tool:get_profile.")
+    purpose: str | None = None
+    outcome: str
+    released: list[str] = Field(description="The fields that left (names, not values).")
+    withheld: list[ExportedWithholding]
+
+
+class ExportView(GatedResult):
+    """Everything held about one user, from every holder of personal data (``Runtime.holders``)."""
+
+    format: str = public("Always mnky-profiles/export.")
+    version: int = public("The export format's version; its JSON Schema is schema://export.")
+    user_id: str = operational("The user.")
+    exported_at: datetime = operational("When the export was made.")
+    holders: dict[str, dict[str, int]] = operational(
+        "Each holder that keeps something about the user (database, similarity_index, audit_log, pseudonym_cache, "
+        "shared_model), with how many records of each kind.")
+    created_at: datetime | None = disclosed(cat.BEHAVIOR, "When the profile was made.")
+    updated_at: datetime | None = disclosed(cat.BEHAVIOR, "When it last changed.")
+    attributes: ExportedAttributes | None = Field(None, description="Profile attributes with provenance, by "
+                                                  "category; an attribute may have a value from several sources.")
+    events: list[ExportedEvent] | None = disclosed(cat.BEHAVIOR, "Behavioural events, oldest first.")
+    emotional_events: list[ExportedEvent] | None = disclosed(cat.EMOTIONAL, "Mood check-ins.")
+    pending_events: list[int] | None = disclosed(cat.BEHAVIOR, "Ids of events queued for batch learning.")
+    stated_preferences: list[ExportedPreference] | None = disclosed(cat.STATED_PREFERENCE,
+                                                                    "Preference weights from what the user said.")
+    learned_preferences: list[ExportedPreference] | None = disclosed(
+        cat.LEARNED_PREFERENCE, "Preference weights learned from behaviour, with their evidence.")
+    vector: ExportedVector | None = disclosed(cat.LEARNED_PREFERENCE, "The preference vector as stored.")
+    similarity_index: list[float] | None = disclosed(
+        cat.LEARNED_PREFERENCE, "The vector as the similarity index holds it (only with consent to profiling).")
+    consent_history: list[ExportedConsent] | None = disclosed(cat.CONSENT, "Every consent record, oldest first.")
+    requests: list[ExportedRequest] | None = disclosed(
+        cat.CONSENT + ".requests", "The user's data subject requests, open and past, oldest first.")
+    accesses: list[ExportedAccess] | None = disclosed(
+        cat.CONSENT, "From the audit log: each call about the user, by whom, for which purpose, with what outcome "
+        "and which fields left (never their values).")
+
+
+class HolderReceipt(BaseModel):
+    holder: str
+    removed: dict[str, int] = Field(description="What was removed (or, for the audit log, made unlinkable), "
+                                    "by kind.")
+    remaining: dict[str, int] = Field(description="What the holder keeps about the user when asked again after "
+                                      "the erasure; empty when nothing is left.")
+
+
+class ErasureReceipt(GatedResult):
+    receipt_id: str = operational("Names this erasure; holds nothing about the person.")
+    erased_at: datetime = operational("When.")
+    audit_pseudonym: str = operational(
+        "The name the audit log gave the user before erasure: their old entries stay under it, tied to nobody.")
+    holders: list[HolderReceipt] = operational("Per holder of personal data, in the order they were erased.")
+    complete: bool = operational("True when every holder, asked again, keeps nothing about the user.")
+    request_id: int | None = operational("The deletion request this erasure carried out, when it carried one out.",
+                                         default=None)
+
+
+class ExportSchemaView(GatedResult):
+    json_schema: dict[str, Any] = public("The JSON Schema of export_user_data's result (mnky-profiles/export).")

@@ -14,7 +14,7 @@ import contextlib
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -54,6 +54,10 @@ class Database(ABC):
     @abstractmethod
     async def run_sync(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn`` with a synchronous connection in a transaction (migrations, bulk loads)."""
+
+    @abstractmethod
+    async def scrub(self, tables: Sequence[str]) -> None:
+        """After an erasure: leave no copy of the deleted rows where the database can still reach them."""
 
     @abstractmethod
     async def close(self) -> None: ...
@@ -114,8 +118,10 @@ class SQLiteDatabase(Database):
         @sa.event.listens_for(self.engine, "connect")
         def _configure(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.isolation_level = None  # SQLAlchemy emits BEGIN itself, below
+            # secure_delete: a deleted row's bytes are overwritten with zeros, in its page and in freed pages, so
+            # an erased subject is not left in the file's free space.
             for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON", "busy_timeout=10000",
-                           "wal_autocheckpoint=0"):  # the checkpointer's job
+                           "wal_autocheckpoint=0", "secure_delete=ON"):  # autocheckpoint: the checkpointer's job
                 dbapi_conn.execute(f"PRAGMA {pragma}")
 
         @sa.event.listens_for(self.engine, "begin")
@@ -165,6 +171,20 @@ class SQLiteDatabase(Database):
             self._conn.info["immediate"] = True
             with self._conn.begin():
                 return fn(self._conn)
+
+    async def scrub(self, tables: Sequence[str]) -> None:
+        """The write-ahead log still holds the pages as they were before the erasure: copy the zeroed pages into
+        the file and truncate the log to nothing. Retried while a reader holds an older snapshot."""
+        async with self._lock:
+            raw = self._conn.connection.dbapi_connection
+            assert raw is not None
+            for _ in range(100):
+                busy, _log, _done = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                if not busy:
+                    return
+                await asyncio.sleep(0.05)
+        raise StoreUnavailable("the SQLite write-ahead log stayed busy; the erased rows' old pages may remain in "
+                               f"{self.path.name}-wal until the next checkpoint")
 
     async def close(self) -> None:
         self._checkpointer.stop()  # first: the last connection to close checkpoints the rest and removes the log
@@ -243,6 +263,17 @@ class PostgresDatabase(Database):
         async with self.engine.begin() as conn:
             result: T = await conn.run_sync(fn)
             return result
+
+    async def scrub(self, tables: Sequence[str]) -> None:
+        """VACUUM the touched tables so their dead row versions become free space. PostgreSQL does not zero that
+        space: the bytes stay in the data files until overwritten, out of reach of SQL but not of the disk."""
+        try:
+            async with self.engine.connect() as conn:
+                conn = await conn.execution_options(isolation_level="AUTOCOMMIT")  # VACUUM needs no transaction
+                for table in tables:
+                    await conn.exec_driver_sql(f'VACUUM "{table}"')
+        except DBAPIError as exc:
+            raise _translate(exc) from exc
 
     async def close(self) -> None:
         await self.engine.dispose()

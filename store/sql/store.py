@@ -86,7 +86,10 @@ class SQLStore:
 
     async def erase(self, user_id: str) -> dict[str, int]:
         async with self.db.write() as conn:
-            return await personal.erase(conn, user_id)
+            removed = await personal.erase(conn, user_id)
+        if removed:
+            await self.db.scrub(sorted(removed))
+        return removed
 
     # -- keys --------------------------------------------------------------------------------------------
     async def secret(self, name: str) -> bytes:

@@ -76,6 +76,8 @@ def arguments(user_id: str, request_id: int) -> dict[str, dict[str, Any]]:
         "update_request": {"request_id": request_id, "status": "denied", "reason": "not them"},
         "get_request": {"request_id": request_id},
         "list_requests": {"user_id": user_id},
+        "export_user_data": {"user_id": user_id},
+        "erase_user": {"user_id": user_id},
     }
 
 

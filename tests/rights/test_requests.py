@@ -232,3 +232,26 @@ async def test_the_cli_lists_requests_with_overdue_ones_flagged(
     assert code == 0 and [line.split()[0] for line in out.strip().splitlines()] == [f"#{late}"], out
     code, out = await cli(["requests", "--status", "completed", "--config", str(config)], capsys)
     assert code == 0 and out.strip() == "no requests with status completed", out
+
+
+async def test_an_erasure_carries_out_a_verified_deletion_request_and_keeps_its_receipt(world: World) -> None:
+    async with connect(world.server("privacy-officer")) as officer:
+        made = await call(officer, "submit_request", user_id=ANA, kind="deletion")
+        access = await call(officer, "submit_request", user_id=ANA, kind="access", verification="logged-in session")
+        # Unverified, or not a deletion, or someone else's: refused, and nothing is erased.
+        assert "only a verified request" in await refused(officer, "erase_user", user_id=ANA,
+                                                          request_id=made["request_id"])
+        assert "not a deletion request" in await refused(officer, "erase_user", user_id=ANA,
+                                                         request_id=access["request_id"])
+        assert "not a deletion request" in await refused(officer, "erase_user", user_id=BEN,
+                                                         request_id=made["request_id"])
+        assert (await call(officer, "export_user_data", user_id=ANA))["requests"][0]["kind"] == "deletion"
+        await call(officer, "update_request", request_id=made["request_id"], status="verified",
+                   verification="email link")
+        receipt = await call(officer, "erase_user", user_id=ANA, request_id=made["request_id"])
+        assert receipt["complete"] and receipt["request_id"] == made["request_id"]
+        kept = await call(officer, "get_request", request_id=made["request_id"])
+    assert kept["status"] == "completed"
+    assert kept["receipt"]["receipt_id"] == receipt["receipt_id"]
+    assert kept["receipt"]["holders"] == receipt["holders"]
+    assert ANA not in str(kept["receipt"])
