@@ -27,6 +27,7 @@ from ..usecases.events import Events
 from ..usecases.item_model import SharedModel
 from ..usecases.learning import PreferenceLearner
 from ..usecases.profiles import Profiles
+from ..usecases.retention import Retention
 from ..usecases.runs import LearningRuns
 from ..usecases.vectors import IndexUpkeep, UserVectors
 from .settings import ENV_PREFIX, ConfigError, Settings, audit_key_error
@@ -215,6 +216,7 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> Runtime:
         learning=LearningRuns(store, learner, upkeep, model),
         model=model,
         upkeep=upkeep,
+        retention=Retention(store, clock, profiling.retention_days, learner, upkeep, model),
     )
     return Runtime(
         settings=settings, store=store, clock=clock,

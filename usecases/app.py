@@ -10,6 +10,7 @@ from .discovery import Discovery
 from .events import Events
 from .item_model import SharedModel
 from .profiles import Profiles
+from .retention import Retention
 from .runs import LearningRuns
 from .vectors import IndexUpkeep
 
@@ -23,6 +24,7 @@ class UseCases:
     learning: LearningRuns  # batch learning, relearning, the periodic task
     model: SharedModel  # the shared item model: fit, load
     upkeep: IndexUpkeep  # vectors and the similarity index: refresh, rebuild
+    retention: Retention  # the purge of behavioural data past retention_days, and its daily task
 
 
 @dataclass(frozen=True, slots=True)

@@ -361,3 +361,31 @@ class SQLRepositories:
         for chunk in chunks(user_ids):
             await self.conn.execute(t.preferences.delete().where(
                 t.preferences.c.user_id.in_(chunk), t.preferences.c.source == source))
+
+    # -- retention: behavioural data older than the retention period ------------------------------------------
+    async def users_with_events_before(self, before: datetime, after: str, limit: int) -> list[str]:
+        """Users with an event that happened before ``before``, in id order, after ``after``, at most ``limit``."""
+        stmt = (sa.select(t.events.c.user_id).where(t.events.c.occurred_at < before, t.events.c.user_id > after)
+                .group_by(t.events.c.user_id).order_by(t.events.c.user_id).limit(limit))
+        return [r[0] for r in (await self.conn.execute(stmt)).all()]
+
+    async def count_events_before(self, before: datetime) -> dict[str, int]:
+        """How many events happened before ``before``, and how many of those wait in the batch queue."""
+        old = t.events.c.occurred_at < before
+        events = (await self.conn.execute(sa.select(sa.func.count()).select_from(t.events).where(old))).scalar_one()
+        queued = (await self.conn.execute(
+            sa.select(sa.func.count()).select_from(t.pending_events)
+            .join(t.events, t.events.c.id == t.pending_events.c.event_id).where(old))).scalar_one()
+        return {"events": int(events), "pending_events": int(queued)}
+
+    async def delete_events_before(self, user_ids: Sequence[str], before: datetime) -> dict[str, int]:
+        """Delete these users' events that happened before ``before``, queued signals first; how many of each."""
+        removed = {"events": 0, "pending_events": 0}
+        for chunk in chunks(user_ids):
+            old = sa.select(t.events.c.id).where(t.events.c.user_id.in_(chunk), t.events.c.occurred_at < before)
+            queued = await self.conn.execute(t.pending_events.delete().where(t.pending_events.c.event_id.in_(old)))
+            events = await self.conn.execute(t.events.delete().where(t.events.c.user_id.in_(chunk),
+                                                                     t.events.c.occurred_at < before))
+            removed["pending_events"] += queued.rowcount
+            removed["events"] += events.rowcount
+        return removed
