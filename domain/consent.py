@@ -49,7 +49,8 @@ class ConsentDecision:
             case "expired":
                 return f"User {user_id!r}'s consent to {self.purpose!r} has expired."
             case "sale_opt_out":
-                return f"User {user_id!r} opted out of sale or sharing, which denies {self.purpose!r}."
+                signal = self.record.source if self.record else "an opt-out"
+                return f"User {user_id!r} opted out of sale or sharing ({signal}), which denies {self.purpose!r}."
             case _:
                 return f"User {user_id!r} has {self.reason} consent to {self.purpose!r}."
 

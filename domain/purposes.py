@@ -84,6 +84,8 @@ PURPOSES: dict[str, Purpose] = {
 
 PURPOSE_NAMES = tuple(PURPOSES)
 CONSENT_PURPOSES = tuple(name for name, p in PURPOSES.items() if p.needs_consent)
+# Selling or sharing personal data (cross-context advertising) happens only for these purposes.
+SALE_SIGNAL_PURPOSES = tuple(name for name, p in PURPOSES.items() if p.opted_out_by_sale_signals)
 
 
 @dataclass(frozen=True, slots=True)

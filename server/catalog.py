@@ -18,6 +18,7 @@ CATALOG: tuple[Handler, ...] = (
     events.record_events,
     consent.check_consent,
     consent.record_consent,
+    consent.record_privacy_signal,
     learning.get_preferences,
     learning.find_similar_users,
     learning.recommend,

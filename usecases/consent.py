@@ -13,13 +13,13 @@ from ..domain.consent import SALE_OPT_OUT_SOURCES, ConsentDecision, ConsentRecor
 from ..domain.errors import InvalidArgument, NotPermitted, UnknownUser
 from ..domain.limits import MAX_EVIDENCE, MAX_SOURCE
 from ..domain.ports import Store
-from ..domain.purposes import CONSENT_PURPOSES, PURPOSES
+from ..domain.purposes import CONSENT_PURPOSES, PURPOSES, SALE_SIGNAL_PURPOSES
 from ..domain.text import is_storable
 from ..domain.timestamps import parse_timestamp
 from ..privacy.gate import Access
 from .item_model import SharedModel
 from .vectors import PROFILING, IndexUpkeep
-from .views import ConsentEntry, ConsentLedgerView, ConsentView
+from .views import ConsentEntry, ConsentLedgerView, ConsentView, PrivacySignalView
 
 
 def _view(user_id: str, decision: ConsentDecision) -> ConsentView:
@@ -115,3 +115,29 @@ class Consents:
             await self.model.forget(user_id)  # and out of the shared model, before the call returns
         return _view(user_id, decision)
 
+
+    async def record_signal(self, access: Access, user_id: str, signal: str, source: str,
+                            evidence: str | None) -> PrivacySignalView:
+        """An opt-out of sale or sharing (CCPA) or a Global Privacy Control signal: one record in the ledger whose
+        source is the signal, so it denies every purpose of ``SALE_SIGNAL_PURPOSES`` over any grant, earlier or
+        later, until the same signal records a grant. Where it was received is kept in its evidence."""
+        if signal not in SALE_OPT_OUT_SOURCES:
+            raise InvalidArgument(f"Unknown signal {signal!r}.", f"Signals: {', '.join(SALE_OPT_OUT_SOURCES)}.")
+        where = source.strip()
+        if not where or len(where) > MAX_SOURCE or not is_storable(where):
+            raise InvalidArgument(f"source must say where the signal was received (1 to {MAX_SOURCE} characters, "
+                                  "no NUL characters or unpaired surrogates).",
+                                  "E.g. 'web:checkout' for a browser's Sec-GPC header, 'email:privacy-office'.")
+        told = f"received via {where}"
+        if evidence and evidence.strip():
+            room = MAX_EVIDENCE - len(told) - 2
+            if len(evidence.strip()) > room:
+                raise InvalidArgument(f"evidence is longer than {room} characters (with where it was received, "
+                                      f"the record holds {MAX_EVIDENCE}).", "Shorten the evidence.")
+            told += "; " + evidence.strip()
+        purpose = SALE_SIGNAL_PURPOSES[0]  # the record stands for every such purpose (``domain.consent.fold``)
+        await self.record(access, user_id, purpose, False, signal, None, told)
+        async with self.store.read() as repo:
+            consents = await repo.consents(user_id)
+        return PrivacySignalView(user_id=user_id, signal=signal, decisions=[
+            _view(user_id, consents.decide(p, access.now)) for p in SALE_SIGNAL_PURPOSES])

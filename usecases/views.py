@@ -109,6 +109,13 @@ class ConsentEntry(BaseModel):
     evidence: str | None = None
 
 
+class PrivacySignalView(GatedResult):
+    user_id: str = operational("The user.")
+    signal: str = operational("The opt-out recorded: global_privacy_control or do_not_sell_or_share.")
+    decisions: list[ConsentView] = Field(default_factory=list,
+                                         description="The decision now for every purpose the opt-out denies.")
+
+
 class ConsentLedgerView(GatedResult):
     user_id: str = operational("The user.")
     decisions: list[ConsentView] = Field(default_factory=list, description="The decision for every purpose now.")
