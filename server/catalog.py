@@ -19,6 +19,8 @@ CATALOG: tuple[Handler, ...] = (
     consent.check_consent,
     consent.record_consent,
     consent.record_privacy_signal,
+    consent.restrict_processing,
+    consent.object_to_profiling,
     learning.get_preferences,
     learning.find_similar_users,
     learning.recommend,

@@ -11,7 +11,7 @@ from ..domain.limits import MAX_EVIDENCE, MAX_SOURCE
 from ..privacy.subjects import UserId
 from ..privacy.surface import tool
 from ..usecases.app import Scope
-from ..usecases.views import ConsentView, PrivacySignalView
+from ..usecases.views import ConsentView, StandingRecordView
 from .arguments import Purpose, Timestamp
 
 Signal = Literal[SALE_OPT_OUT_SOURCES]  # type: ignore[valid-type]
@@ -52,8 +52,33 @@ async def record_privacy_signal(
                                  "'web:checkout' or 'email:privacy-office'.")],
     evidence: Annotated[str | None, Field(max_length=MAX_EVIDENCE, description="What was received, e.g. the "
                                           "request header or the user's words.")] = None,
-) -> PrivacySignalView:
+) -> StandingRecordView:
     """Record an opt-out of sale or sharing: it denies marketing, and any purpose that sells or shares data, over
     every grant, earlier or later, until the same signal is lifted with record_consent(granted=true,
     source=<signal>). Any writer may record it."""
-    return await scope.app.consents.record_signal(scope.access, user_id, signal, source, evidence)
+    return await scope.app.consents.record_standing(scope.access, user_id, signal, source, evidence)
+
+
+Where = Annotated[str, Field(max_length=MAX_SOURCE, description="Where the request was received, e.g. "
+                             "'chat:support-assistant' or 'email:privacy-office'.")]
+Evidence = Annotated[str | None, Field(max_length=MAX_EVIDENCE, description="What the user asked, in their words, "
+                                       "or the review that lifts it.")]
+Lift = Annotated[bool, Field(description="True to lift an earlier one (privacy officer only).")]
+
+
+@tool(title="Restrict processing", role="writer", purpose="service", read_only=False, idempotent=True)
+async def restrict_processing(scope: Scope, user_id: UserId, source: Where, evidence: Evidence = None,
+                              lift: Lift = False) -> StandingRecordView:
+    """Record the user's restriction of processing (GDPR Art. 18): their data stays stored, but until it is lifted
+    no purpose that needs consent may use it, over every grant: no learning, no similarity (as query or as result),
+    no recommendations, no predictions, no marketing. Any writer records it; lifting needs the privacy officer."""
+    return await scope.app.consents.record_standing(scope.access, user_id, "restriction", source, evidence, lift)
+
+
+@tool(title="Object to profiling", role="writer", purpose="service", read_only=False, idempotent=True)
+async def object_to_profiling(scope: Scope, user_id: UserId, source: Where, evidence: Evidence = None,
+                              lift: Lift = False) -> StandingRecordView:
+    """Record the user's objection to profiling (GDPR Art. 21): over every grant, the user leaves similarity (as
+    query and as result) and the shared model's training at once, until it is lifted. Any writer records it;
+    lifting needs the privacy officer."""
+    return await scope.app.consents.record_standing(scope.access, user_id, "objection", source, evidence, lift)

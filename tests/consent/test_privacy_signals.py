@@ -29,7 +29,7 @@ async def test_a_signal_denies_marketing_over_every_grant(world: World, mode: st
     async with world.client("shopping-assistant", mode) as c:
         out = await call(c, "record_privacy_signal", user_id="u1", signal=signal, source="web:checkout",
                          evidence="Sec-GPC: 1")
-    assert out["signal"] == signal
+    assert out["record"] == signal and out["lifted"] is False
     [decision] = out["decisions"]
     assert decision["purpose"] == "marketing" and decision["allowed"] is False
     assert decision["reason"] == "sale_opt_out" and decision["source"] == signal
@@ -79,9 +79,9 @@ async def test_only_the_same_signal_lifts_it(world: World) -> None:
 
 
 @pytest.mark.parametrize(("arguments", "expect"), [
-    ({"source": "  "}, "where the signal was received"),
+    ({"source": "  "}, "where the request or signal was received"),
     ({"source": "web\x00"}, "NUL"),
-    ({"evidence": "e" * 1990}, "evidence is longer than"),
+    ({"evidence": "e" * 1990}, "evidence must be at most"),
     ({"user_id": "ghost"}, "create=true"),
     ({"signal": "sell_everything"}, "signal"),
 ])
