@@ -127,7 +127,6 @@ class Consents:
             await self.model.forget(user_id)  # and out of the shared model, before the call returns
         return _view(user_id, decision)
 
-
     async def record_standing(self, access: Access, user_id: str, kind: str, source: str, evidence: str | None,
                               lift: bool = False) -> StandingRecordView:
         """A record that stands over every grant until the same kind lifts it: an opt-out of sale or sharing (CCPA)
