@@ -80,6 +80,13 @@ class Repositories(Protocol):
     async def attribute_weights_of(self, user_ids: Sequence[str],
                                    tokens: Sequence[str] | None = None) -> dict[str, list[Preference]]: ...
 
+    # Retention: behavioural data older than the retention period (``usecases/retention.py``).
+    async def users_with_events_before(self, before: datetime, after: str, limit: int) -> list[str]: ...
+    async def count_events_before(self, before: datetime) -> dict[str, int]:
+        """Events that happened before ``before`` and the queued signals among them, by table."""
+        ...
+    async def delete_events_before(self, user_ids: Sequence[str], before: datetime) -> dict[str, int]: ...
+
 
 class PersonalData(Protocol):
     """Anything that keeps data about data subjects: tables, each vector index, the shared model, caches, the audit.

@@ -24,6 +24,7 @@ class Purpose:
     needs_identifiers: bool = False
     individual: bool = True  # False: aggregates only, never one identifiable person
     opted_out_by_sale_signals: bool = False  # CCPA do-not-sell-or-share and Global Privacy Control deny it
+    ended_by_objection: bool = False  # an objection to profiling (GDPR Art. 21) denies it
 
     @property
     def needs_consent(self) -> bool:
@@ -59,6 +60,7 @@ PURPOSES: dict[str, Purpose] = {
             "Automated profiling (GDPR Art. 22): similar users, clustering and predictions from preferences, "
             "behaviour, psychographics, inferred data and segments.",
             (cat.PREFERENCE, cat.BEHAVIOR, cat.PSYCHOGRAPHIC, cat.INFERRED, cat.SEGMENT),
+            ended_by_objection=True,
         ),
         Purpose(
             "wellbeing", "explicit_consent",
@@ -84,6 +86,8 @@ PURPOSES: dict[str, Purpose] = {
 
 PURPOSE_NAMES = tuple(PURPOSES)
 CONSENT_PURPOSES = tuple(name for name, p in PURPOSES.items() if p.needs_consent)
+# Selling or sharing personal data (cross-context advertising) happens only for these purposes.
+SALE_SIGNAL_PURPOSES = tuple(name for name, p in PURPOSES.items() if p.opted_out_by_sale_signals)
 
 
 @dataclass(frozen=True, slots=True)

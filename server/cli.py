@@ -1,5 +1,5 @@
-"""The command line: serve, demo, audit verify and export, requests, token new, migrate, export, erase. Logs go
-to stderr; stdout may carry MCP."""
+"""The command line: serve, demo, audit verify and export, requests, token new, migrate, learn, reindex,
+retention, export, erase. Logs go to stderr; stdout may carry MCP."""
 
 from __future__ import annotations
 
@@ -222,7 +222,8 @@ async def _serve(settings: Settings, transport: str, host: str, port: int, confi
         runtime = await bootstrap(settings)
         settle()
         try:
-            with _in_background(runtime.usecases.learning.maintain(settings.learning.refit_minutes)):
+            with _in_background(runtime.usecases.learning.maintain(settings.learning.refit_minutes)), \
+                    _in_background(runtime.usecases.retention.maintain()):
                 await build_server(runtime, caller_from=caller_from).run_stdio_async()
         finally:
             await runtime.close()
@@ -245,7 +246,7 @@ async def _serve(settings: Settings, transport: str, host: str, port: int, confi
                                           settings.local_caller), file=sys.stderr, flush=True)
             config_ = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
             with _stop_on_sigterm(), _in_background(runtime.usecases.learning.maintain(
-                    settings.learning.refit_minutes)):
+                    settings.learning.refit_minutes)), _in_background(runtime.usecases.retention.maintain()):
                 await uvicorn.Server(config_).serve(sockets=[sock])
         finally:
             await runtime.close()
@@ -290,6 +291,24 @@ async def _reindex(settings: Settings) -> int:
     runtime = await bootstrap(settings)
     try:
         return await runtime.usecases.upkeep.rebuild()
+    finally:
+        await runtime.close()
+
+
+def _progress_line(done: int, total: int) -> None:
+    """A progress line on stderr, rewritten in place (stdout may carry MCP or a report)."""
+    end = "\n" if done >= total else ""
+    print(f"\rretention: {done}/{total} users recomputed", end=end, file=sys.stderr, flush=True)
+
+
+async def _retention(settings: Settings, dry_run: bool) -> str:
+    from .runtime import bootstrap
+
+    runtime = await bootstrap(settings)
+    try:
+        retention = runtime.usecases.retention
+        report = await retention.plan() if dry_run else await retention.purge(progress=_progress_line)
+        return "\n".join(report.lines())
     finally:
         await runtime.close()
 
@@ -476,6 +495,10 @@ def _parser() -> argparse.ArgumentParser:
     for rights in (export, erase):
         rights.add_argument("--caller", help="act as this caller, who needs the privacy_officer role "
                             "(default: local_caller)")
+    retention = with_config(sub.add_parser(
+        "retention", help="purge behavioural data older than user_profiling.retention_days and recompute what was "
+        "learned from it (a running server does this daily)"))
+    retention.add_argument("--dry-run", action="store_true", help="report per store what would go; change nothing")
     return parser
 
 
@@ -520,6 +543,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0 if receipt.get("complete") else 1
         elif args.command == "reindex":
             print(f"indexed {anyio.run(_reindex, settings)} users who consent to profiling")
+        elif args.command == "retention":
+            print(anyio.run(_retention, settings, args.dry_run))
     except ConfigError as exc:
         print(f"mnky-profiles: {exc}", file=sys.stderr)
         return 2

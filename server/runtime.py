@@ -28,6 +28,7 @@ from ..usecases.item_model import SharedModel
 from ..usecases.learning import PreferenceLearner
 from ..usecases.profiles import Profiles
 from ..usecases.requests import Requests
+from ..usecases.retention import Retention
 from ..usecases.rights import Rights
 from ..usecases.runs import LearningRuns
 from ..usecases.vectors import IndexUpkeep, UserVectors
@@ -222,6 +223,7 @@ async def bootstrap(settings: Settings, clock: Clock | None = None) -> Runtime:
         upkeep=upkeep,
         requests=requests,
         rights=Rights(holders, pseudonyms, requests),
+        retention=Retention(store, clock, profiling.retention_days, learner, upkeep, model),
     )
     return Runtime(
         settings=settings, store=store, clock=clock,

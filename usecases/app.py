@@ -11,6 +11,7 @@ from .events import Events
 from .item_model import SharedModel
 from .profiles import Profiles
 from .requests import Requests
+from .retention import Retention
 from .rights import Rights
 from .runs import LearningRuns
 from .vectors import IndexUpkeep
@@ -27,6 +28,7 @@ class UseCases:
     upkeep: IndexUpkeep  # vectors and the similarity index: refresh, rebuild
     requests: Requests  # data subject requests and their lifecycle
     rights: Rights  # access and erasure over every holder of personal data
+    retention: Retention  # the purge of behavioural data past retention_days, and its daily task
 
 
 @dataclass(frozen=True, slots=True)

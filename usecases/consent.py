@@ -9,7 +9,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ..domain.consent import SALE_OPT_OUT_SOURCES, ConsentDecision, ConsentRecord, ConsentState
+from ..domain.consent import (
+    OBJECTION,
+    RESTRICTION,
+    SALE_OPT_OUT_SOURCES,
+    STANDING_SOURCES,
+    ConsentDecision,
+    ConsentRecord,
+    ConsentState,
+    denied_by,
+)
 from ..domain.errors import InvalidArgument, NotPermitted, UnknownUser
 from ..domain.limits import MAX_EVIDENCE, MAX_SOURCE
 from ..domain.ports import Store
@@ -19,7 +28,7 @@ from ..domain.timestamps import parse_timestamp
 from ..privacy.gate import Access
 from .item_model import SharedModel
 from .vectors import PROFILING, IndexUpkeep
-from .views import ConsentEntry, ConsentLedgerView, ConsentView
+from .views import ConsentEntry, ConsentLedgerView, ConsentView, StandingRecordView
 
 
 def _view(user_id: str, decision: ConsentDecision) -> ConsentView:
@@ -82,6 +91,9 @@ class Consents:
         if not source or len(source) > MAX_SOURCE:
             raise InvalidArgument(f"source must name where the consent came from (1 to {MAX_SOURCE} characters).",
                                   "E.g. 'chat:shopping-assistant', 'web:preferences-page', 'global_privacy_control'.")
+        if source in (RESTRICTION, OBJECTION):
+            raise InvalidArgument(f"Source {source!r} is reserved for the {source} record.",
+                                  "Record it with restrict_processing or object_to_profiling.")
         if source in SALE_OPT_OUT_SOURCES and not spec.opted_out_by_sale_signals:
             raise InvalidArgument(f"Source {source!r} is an opt-out of sale or sharing; it applies to marketing.")
         if evidence is not None and len(evidence) > MAX_EVIDENCE:
@@ -115,3 +127,43 @@ class Consents:
             await self.model.forget(user_id)  # and out of the shared model, before the call returns
         return _view(user_id, decision)
 
+    async def record_standing(self, access: Access, user_id: str, kind: str, source: str, evidence: str | None,
+                              lift: bool = False) -> StandingRecordView:
+        """A record that stands over every grant until the same kind lifts it: an opt-out of sale or sharing (CCPA)
+        or a Global Privacy Control signal, a restriction of processing, an objection to profiling. One ledger
+        record whose source is ``kind`` (``domain.consent.denied_by`` says what it denies); where it was received
+        is kept in its evidence. Any writer records one; lifting a restriction or an objection needs the privacy
+        officer."""
+        if kind not in STANDING_SOURCES:
+            raise InvalidArgument(f"Unknown record {kind!r}.", f"Kinds: {', '.join(STANDING_SOURCES)}.")
+        if lift and "privacy_officer" not in access.caller.roles:
+            raise NotPermitted(f"Caller {access.caller.name!r} may not lift a {kind}: that needs the privacy_officer "
+                               "role. Nothing was recorded.", "Ask the privacy office to review and lift it.")
+        where = source.strip()
+        if not where or len(where) > MAX_SOURCE or not is_storable(where):
+            raise InvalidArgument(f"source must say where the request or signal was received (1 to {MAX_SOURCE} "
+                                  "characters, no NUL characters or unpaired surrogates).",
+                                  "E.g. 'web:checkout' for a browser's Sec-GPC header, 'email:privacy-office'.")
+        told = f"received via {where}"
+        if evidence is not None and evidence.strip():
+            room = MAX_EVIDENCE - len(told) - 2
+            if len(evidence.strip()) > room or not is_storable(evidence):
+                raise InvalidArgument(f"evidence must be at most {room} characters (with where it was received, the "
+                                      f"record holds {MAX_EVIDENCE}), without NUL characters or unpaired "
+                                      "surrogates.", "Shorten or clean the evidence.")
+            told += "; " + evidence.strip()
+        purposes = denied_by(kind)
+        async with self.store.write() as repo:
+            if not await repo.profile_exists(user_id):
+                raise UnknownUser(user_id)
+            before = (await repo.consents(user_id)).current.get(purposes[0])
+            state: ConsentState = "granted" if lift else (
+                "withdrawn" if before and before.state == "granted" else "denied")
+            await repo.add_consent(ConsentRecord(user_id, purposes[0], state, kind, access.now, told))
+            consents = await repo.consents(user_id)
+        if PROFILING in purposes:
+            await self.upkeep.refresh([user_id])  # into the similarity index or out of it now
+            if not consents.decide(PROFILING, access.now).allowed:
+                await self.model.forget(user_id)  # and out of the shared model, before the call returns
+        return StandingRecordView(user_id=user_id, record=kind, lifted=lift,
+                                  decisions=[_view(user_id, consents.decide(p, access.now)) for p in purposes])

@@ -93,7 +93,7 @@ class ConsentView(GatedResult):
     basis: str = public("The purpose's legal basis: contract, consent or explicit_consent.")
     allowed: bool | None = disclosed(cat.CONSENT, "Whether the purpose may be used for this user now.")
     reason: str | None = disclosed(
-        cat.CONSENT, "contract, granted, no_record, denied, withdrawn, expired or sale_opt_out.")
+        cat.CONSENT, "contract, granted, no_record, denied, withdrawn, expired, restricted, objected or sale_opt_out.")
     explanation: str | None = disclosed(cat.CONSENT, "The decision in plain words.")
     source: str | None = disclosed(cat.CONSENT, "Where the deciding record came from.")
     recorded_at: datetime | None = disclosed(cat.CONSENT, "When the deciding record was made.")
@@ -107,6 +107,15 @@ class ConsentEntry(BaseModel):
     recorded_at: datetime
     expires_at: datetime | None = None
     evidence: str | None = None
+
+
+class StandingRecordView(GatedResult):
+    user_id: str = operational("The user.")
+    record: str = operational("What was recorded: global_privacy_control, do_not_sell_or_share, restriction or "
+                              "objection.")
+    lifted: bool = operational("True when this record lifted an earlier one of the same kind.")
+    decisions: list[ConsentView] = Field(default_factory=list,
+                                         description="The decision now for every purpose the record covers.")
 
 
 class ConsentLedgerView(GatedResult):

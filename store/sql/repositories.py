@@ -12,11 +12,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ...domain.catalog import Item
-from ...domain.consent import SALE_OPT_OUT_SOURCES, ConsentRecord, SubjectConsents, fold
+from ...domain.consent import STANDING_SOURCES, ConsentRecord, SubjectConsents, blocking_sources, fold
 from ...domain.events import Event
 from ...domain.preferences import ITEM_FACET, Preference, StoredVector
 from ...domain.profiles import Attribute, NewSubject
-from ...domain.purposes import PURPOSES
+from ...domain.purposes import CONSENT_PURPOSES, PURPOSES
 from ...domain.requests import SubjectRequest
 from . import schema as t
 from .database import Conn
@@ -36,25 +36,25 @@ def chunks(values: Iterable[T]) -> Iterator[list[T]]:
 
 # Statements built once; SQLAlchemy caches their compiled form per dialect.
 
-def _consenting(sale_signals_deny: bool) -> Any:
+def _consenting(blocking: tuple[str, ...]) -> Any:
     """``domain.consent.decide`` for consent-based purposes, as one grouped query over a list of users.
 
-    The latest record of an ordinary source for the purpose must be an unexpired grant; where sale signals deny the
-    purpose, no opt-out may stand (an opt-out source's latest record, of any purpose, that is not a grant).
+    The latest record of an ordinary source for the purpose must be an unexpired grant, and no record of a
+    ``blocking`` source may stand (such a source's latest record, of any purpose, that is not a grant).
     """
     c = t.consents
     latest = (sa.select(c.c.user_id, sa.func.max(c.c.id).label("id"))
-              .where(c.c.purpose == sa.bindparam("purpose"), c.c.source.not_in(list(SALE_OPT_OUT_SOURCES)),
+              .where(c.c.purpose == sa.bindparam("purpose"), c.c.source.not_in(list(STANDING_SOURCES)),
                      c.c.user_id.in_(sa.bindparam("ids", expanding=True)))
               .group_by(c.c.user_id).subquery())
     stmt = (sa.select(c.c.user_id).join(latest, latest.c.id == c.c.id)
             .where(c.c.state == "granted",
                    sa.or_(c.c.expires_at.is_(None), c.c.expires_at > sa.bindparam("now", type_=UTCDateTime()))))
-    if not sale_signals_deny:
+    if not blocking:
         return stmt
     signal, newer = t.consents.alias("signal"), t.consents.alias("newer")
     standing = (sa.select(signal.c.id)
-                .where(signal.c.user_id == c.c.user_id, signal.c.source.in_(list(SALE_OPT_OUT_SOURCES)),
+                .where(signal.c.user_id == c.c.user_id, signal.c.source.in_(list(blocking)),
                        signal.c.state != "granted",
                        ~sa.exists().where(newer.c.user_id == signal.c.user_id, newer.c.source == signal.c.source,
                                           newer.c.id > signal.c.id)))
@@ -62,7 +62,7 @@ def _consenting(sale_signals_deny: bool) -> Any:
 
 
 # Built once: building the grouped subquery cost ~1 ms per call.
-_CONSENTING = {signals: _consenting(signals) for signals in (False, True)}
+_CONSENTING = {purpose: _consenting(blocking_sources(purpose)) for purpose in CONSENT_PURPOSES}
 _PROFILES_IN = sa.select(t.profiles.c.user_id).where(t.profiles.c.user_id.in_(sa.bindparam("ids", expanding=True)))
 _ITEMS_IN = sa.select(t.items.c.item_id).where(t.items.c.item_id.in_(sa.bindparam("ids", expanding=True)))
 _EXISTS = sa.select(t.profiles.c.user_id).where(t.profiles.c.user_id == sa.bindparam("u"))
@@ -368,7 +368,7 @@ class SQLRepositories:
             return sorted(set(user_ids))
         found: list[str] = []
         for chunk in chunks(user_ids):
-            rows = (await self.conn.execute(_CONSENTING[spec.opted_out_by_sale_signals],
+            rows = (await self.conn.execute(_CONSENTING[purpose],
                                             {"purpose": purpose, "now": now, "ids": chunk})).all()
             found += [r.user_id for r in rows]
         return sorted(found)
@@ -392,3 +392,31 @@ class SQLRepositories:
         for chunk in chunks(user_ids):
             await self.conn.execute(t.preferences.delete().where(
                 t.preferences.c.user_id.in_(chunk), t.preferences.c.source == source))
+
+    # -- retention: behavioural data older than the retention period ------------------------------------------
+    async def users_with_events_before(self, before: datetime, after: str, limit: int) -> list[str]:
+        """Users with an event that happened before ``before``, in id order, after ``after``, at most ``limit``."""
+        stmt = (sa.select(t.events.c.user_id).where(t.events.c.occurred_at < before, t.events.c.user_id > after)
+                .group_by(t.events.c.user_id).order_by(t.events.c.user_id).limit(limit))
+        return [r[0] for r in (await self.conn.execute(stmt)).all()]
+
+    async def count_events_before(self, before: datetime) -> dict[str, int]:
+        """How many events happened before ``before``, and how many of those wait in the batch queue."""
+        old = t.events.c.occurred_at < before
+        events = (await self.conn.execute(sa.select(sa.func.count()).select_from(t.events).where(old))).scalar_one()
+        queued = (await self.conn.execute(
+            sa.select(sa.func.count()).select_from(t.pending_events)
+            .join(t.events, t.events.c.id == t.pending_events.c.event_id).where(old))).scalar_one()
+        return {"events": int(events), "pending_events": int(queued)}
+
+    async def delete_events_before(self, user_ids: Sequence[str], before: datetime) -> dict[str, int]:
+        """Delete these users' events that happened before ``before``, queued signals first; how many of each."""
+        removed = {"events": 0, "pending_events": 0}
+        for chunk in chunks(user_ids):
+            old = sa.select(t.events.c.id).where(t.events.c.user_id.in_(chunk), t.events.c.occurred_at < before)
+            queued = await self.conn.execute(t.pending_events.delete().where(t.pending_events.c.event_id.in_(old)))
+            events = await self.conn.execute(t.events.delete().where(t.events.c.user_id.in_(chunk),
+                                                                     t.events.c.occurred_at < before))
+            removed["pending_events"] += queued.rowcount
+            removed["events"] += events.rowcount
+        return removed

@@ -229,6 +229,14 @@ def tool_garbage(name: str, now: datetime, retention_days: int) -> st.SearchStra
                 st.just(({**consent, "granted": False, "expires_at": (now + timedelta(days=9)).isoformat()},
                          "grants only")),
             )
+        case "record_privacy_signal":
+            signal = {"user_id": USER, "signal": "global_privacy_control", "source": "web:checkout"}
+            return st.one_of(
+                unknown_users.map(lambda u: ({**signal, "user_id": u}, "create=true")),
+                st.sampled_from(["", "   ", "x" * 65]).map(lambda s: ({**signal, "source": s}, "source")),
+                unstorable.map(lambda s: ({**signal, "source": "web" + s}, "source")),
+                st.integers(1990, 2000).map(lambda n: ({**signal, "evidence": "e" * n}, "evidence")),
+            )
     return None
 
 

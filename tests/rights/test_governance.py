@@ -76,6 +76,9 @@ def arguments(user_id: str, request_id: int) -> dict[str, dict[str, Any]]:
         "update_request": {"request_id": request_id, "status": "denied", "reason": "not them"},
         "get_request": {"request_id": request_id},
         "list_requests": {"user_id": user_id},
+        "record_privacy_signal": {"user_id": user_id, "signal": "global_privacy_control", "source": "web:test"},
+        "restrict_processing": {"user_id": user_id, "source": "chat:test"},
+        "object_to_profiling": {"user_id": user_id, "source": "chat:test"},
         "export_user_data": {"user_id": user_id},
         "erase_user": {"user_id": user_id},
     }
