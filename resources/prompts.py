@@ -59,7 +59,7 @@ def render_privacy_summary(view: PrivacySummaryView) -> str:
     lines.append("The user's rights: they can ask for a copy of everything held (access), for erasure (deletion), "
                  "for a correction, for restriction of processing, to object to profiling, or to opt out of sale "
                  "or sharing. An assistant records the request with submit_request; a privacy officer verifies it "
-                 "and carries it out by its legal due date (one month under GDPR, 45 days under CCPA). A "
+                 "and has until its legal due date to carry it out (one month under GDPR, 45 days under CCPA). A "
                  "restriction, an objection or a Global Privacy Control / do-not-sell signal can also be recorded "
                  "at once (restrict_processing, object_to_profiling, record_privacy_signal); consent to any purpose "
                  "can be withdrawn at any time with record_consent.")
