@@ -20,8 +20,9 @@ async def export_user_data(scope: Scope, user_id: UserId) -> ExportView:
       idempotent=False)
 async def erase_user(scope: Scope, user_id: UserId, request_id: int | None = None) -> ErasureReceipt:
     """Erase the user from every store: profile, events, consent history, preferences, vectors in the similarity
-    index, the shared model (refitted without them), queued signals and cached keys. Old audit entries stay but
-    nothing links them to the person any more. Cannot be undone. Returns a receipt without personal data: per
-    store what was removed and a re-check that finds nothing left. With request_id (a verified deletion request
-    of this user), the request is completed and keeps the receipt, which get_request shows."""
+    index, the shared model (their history taken out, as a refit without them would), queued signals and cached
+    keys. Old audit entries stay but nothing links them to the person any more. Cannot be undone. Returns a receipt
+    without personal data: per store what was removed and a re-check that finds nothing left. With request_id (a
+    verified deletion request of this user), the request is completed and keeps the receipt, which get_request
+    shows."""
     return await scope.app.rights.erase(scope.access, user_id, request_id)

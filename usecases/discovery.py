@@ -236,7 +236,9 @@ class Reasons:
         if self.history in ranked_from:
             return [derive(Reason, [self.shared, self.history], text="Chosen by customers whose baskets overlap "
                                                                       "with yours.")]
-        return [derive(Reason, [self.shared], text="Among the more popular of the rest of the catalog.")]
+        if self.shared.value is not None and self.shared.value.popularity.any():
+            return [derive(Reason, [self.shared], text="Among the more popular of the rest of the catalog.")]
+        return [derive(Reason, [], text="Among the rest of the catalog.")]
 
     def _chosen_with(self, item_id: str) -> str | None:
         """The item of the user's history that most supports ``item_id`` in the shared model, if any does (a

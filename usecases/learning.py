@@ -51,6 +51,13 @@ class PreferenceLearner:
             consenting.update(await repo.consenting(purpose, now, users))
         return [(i, e) for i, e in pairs if e.user_id in consenting]
 
+    async def relearn(self, repo: Repositories, user_ids: Sequence[str]) -> None:
+        """Recompute the users' implicit weights from their stored events (queued ones applied on the way)."""
+        events = await repo.events_of(user_ids)
+        await repo.clear_preferences(user_ids, "implicit")
+        await self.apply(repo, events)
+        await repo.dequeue_events([i for i, _ in events])
+
     async def apply(self, repo: Repositories, pairs: Sequence[tuple[int, Event]]) -> list[tuple[int, Event]]:
         """Fold these (event id, event) pairs into their users' implicit weights, leaving out the users who do not
         consent to learning now; the pairs it learned from."""

@@ -84,10 +84,7 @@ class Retention:
             async with self.store.write() as repo:  # one transaction per page: deleted and relearned together
                 for table, n in (await repo.delete_events_before(users, report.cutoff)).items():
                     report.removed[table] += n
-                remaining = await repo.events_of(users)
-                await repo.clear_preferences(users, "implicit")
-                await self.learner.apply(repo, remaining)
-                await repo.dequeue_events([i for i, _ in remaining])  # learned now, as in a relearn
+                await self.learner.relearn(repo, users)  # from what remains
             await self.upkeep.refresh(users)
             report.users += len(users)
             after = users[-1]

@@ -51,10 +51,7 @@ class LearningRuns:
             if not users:
                 return total
             async with self.store.write() as repo:
-                events = await repo.events_of(users)
-                await repo.clear_preferences(users, "implicit")
-                await self.learner.apply(repo, events)
-                await repo.dequeue_events([i for i, _ in events])
+                await self.learner.relearn(repo, users)
             await self.upkeep.refresh(users)
             total += len(users)
             after = users[-1]
